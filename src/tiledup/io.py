@@ -1,0 +1,53 @@
+"""Atomic file output and small shared readers.
+
+Every file a rule produces is written under a temporary name in the same folder
+and renamed into place only when complete, so a killed job never leaves a half
+file that looks whole (a rename within one file system is atomic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write a table atomically (zstd, no pandas metadata) so equal tables give equal bytes."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", store_schema=False)
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_parquets(paths, columns=None) -> pa.Table:
+    """Concatenate several Parquet files with one schema (e.g. all shards of a stage)."""
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    return pa.concat_tables(tables) if tables else pa.table({})

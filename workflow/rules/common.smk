@@ -1,0 +1,63 @@
+import json
+import os
+
+from snakemake.utils import validate
+
+from tiledup.manifest import shard_name
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = "results"
+DEMO = not config["images"]
+IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
+LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
+TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
+SHARDS = [shard_name(k) for k in range(config["shards"])]
+
+
+def check_images_folder(folder):
+    """Fail before any job runs if the images folder is missing or empty.
+
+    Stops at the first entry that looks like an image, so it stays O(1) on a
+    folder of 200,000 chips (every cluster job re-parses this file).
+    """
+    if not os.path.isdir(folder):
+        raise WorkflowError(f"images folder {folder!r} (config key `images`) does not exist")
+    with os.scandir(folder) as entries:
+        if not any(e.name.lower().endswith((".jpg", ".jpeg")) for e in entries):
+            raise WorkflowError(f"images folder {folder!r} (config key `images`) holds no .jpg images")
+
+
+if not DEMO:
+    check_images_folder(IMAGES)
+if config["truth"] and not os.path.isfile(config["truth"]):
+    raise WorkflowError(f"truth file {config['truth']!r} (config key `truth`) does not exist")
+
+
+def options(block):
+    """A config block as canonical JSON: one `params:` value, so editing any key re-runs the rule."""
+    return json.dumps(config[block], sort_keys=True)
+
+
+def shard_digest(wildcards):
+    """Content digest of one shard's image list.
+
+    The manifest is a checkpoint whose per-shard lists are inputs marked
+    ancient(): rewriting them does not re-run every shard, but a changed list
+    changes this param, so adding images re-runs only the shards they fall in.
+    """
+    import hashlib
+
+    checkpoints.manifest.get()
+    with open(f"{RESULTS}/manifest/{wildcards.shard}.txt", "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def all_targets():
+    return [
+        f"{RESULTS}/dataset/counts.json",
+        f"{RESULTS}/model/dupnet.pt",
+        f"{RESULTS}/eval/metrics.json",
+        f"{RESULTS}/eval/report.html",
+    ]

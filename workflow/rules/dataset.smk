@@ -1,0 +1,17 @@
+rule dataset:
+    input:
+        pairs=expand(f"{RESULTS}/pairs/{{shard}}.parquet", shard=SHARDS),
+        layout=LAYOUT or [],
+    output:
+        train=f"{RESULTS}/dataset/train.parquet",
+        val=f"{RESULTS}/dataset/val.parquet",
+        test=f"{RESULTS}/dataset/test.parquet",
+        counts=f"{RESULTS}/dataset/counts.json",
+    params:
+        layout=LAYOUT or "",
+        options=options("sample"),
+    log:
+        f"{RESULTS}/logs/dataset.log",
+    shell:
+        "tiledup dataset --pairs {input.pairs} --layout {params.layout:q}"
+        " --out-dir {RESULTS}/dataset --options {params.options:q} > {log} 2>&1"

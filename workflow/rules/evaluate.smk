@@ -1,0 +1,25 @@
+rule evaluate:
+    input:
+        model=f"{RESULTS}/model/dupnet.pt",
+        val=f"{RESULTS}/dataset/val.parquet",
+        tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+        rejects=expand(f"{RESULTS}/rejects/{{shard}}.parquet", shard=SHARDS),
+        truth=TRUTH or [],
+    output:
+        scores=f"{RESULTS}/eval/scores.parquet",
+        metrics=f"{RESULTS}/eval/metrics.json",
+        report=report(f"{RESULTS}/eval/report.html", category="Evaluation"),
+    params:
+        images=IMAGES,
+        truth=TRUTH,
+        options=options("evaluate"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/evaluate.log",
+    shell:
+        "tiledup evaluate --truth {params.truth:q} --images {params.images}"
+        " --model {input.model} --val {input.val} --tiles {input.tiles}"
+        " --rejects {input.rejects} --out-dir {RESULTS}/eval"
+        " --options {params.options:q} > {log} 2>&1"

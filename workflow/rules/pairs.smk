@@ -1,0 +1,17 @@
+rule pair_shard:
+    input:
+        f"{RESULTS}/tiles/{{shard}}.parquet",
+    output:
+        f"{RESULTS}/pairs/{{shard}}.parquet",
+    params:
+        options=options("pairs"),
+    log:
+        f"{RESULTS}/logs/pairs/{{shard}}.log",
+    shell:
+        "tiledup pairs --tiles {input} --out {output}"
+        " --options {params.options:q} > {log} 2>&1"
+
+
+rule pairs:
+    input:
+        expand(f"{RESULTS}/pairs/{{shard}}.parquet", shard=SHARDS),
