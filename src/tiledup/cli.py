@@ -26,50 +26,50 @@ def _options(text: str) -> dict:
     return opts
 
 
-def cmd_demo(a):
+def cmd_demo(a, opts):
     from .demo import generate
 
-    generate(images_dir=a.images, truth_path=a.truth, layout_path=a.layout, **_options(a.options))
+    generate(images_dir=a.images, truth_path=a.truth, layout_path=a.layout, **opts)
 
 
-def cmd_manifest(a):
+def cmd_manifest(a, opts):
     from .manifest import write_manifest
 
     write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out)
 
 
-def cmd_tiles(a):
+def cmd_tiles(a, opts):
     from .tiles import tile_shard
 
     tile_shard(images_dir=a.images, list_path=a.list, tiles_path=a.out, rejects_path=a.rejects,
-               **_options(a.options))
+               **opts)
 
 
-def cmd_pairs(a):
+def cmd_pairs(a, opts):
     from .pairs import pair_shard
 
-    pair_shard(tiles_path=a.tiles, pairs_path=a.out, **_options(a.options))
+    pair_shard(tiles_path=a.tiles, pairs_path=a.out, **opts)
 
 
-def cmd_dataset(a):
+def cmd_dataset(a, opts):
     from .dataset import build_dataset
 
     build_dataset(pairs_paths=a.pairs, layout_path=a.layout or None, out_dir=a.out_dir,
-                  **_options(a.options))
+                  **opts)
 
 
-def cmd_train(a):
+def cmd_train(a, opts):
     from .train import train
 
     train(train_path=a.train, val_path=a.val, images_dir=a.images, out_dir=a.out_dir,
-          workers=a.workers, **_options(a.options))
+          workers=a.workers, **opts)
 
 
-def cmd_evaluate(a):
+def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
     evaluate(truth_path=a.truth or None, images_dir=a.images, model_path=a.model, val_path=a.val,
-             tiles_paths=a.tiles, rejects_paths=a.rejects, out_dir=a.out_dir, **_options(a.options))
+             tiles_paths=a.tiles, rejects_paths=a.rejects, out_dir=a.out_dir, **opts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.fn(args)
+        args.fn(args, _options(getattr(args, "options", "{}")))
     except TiledupError as e:
         log.error("%s", e)
         return 2

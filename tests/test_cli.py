@@ -1,0 +1,24 @@
+"""The command line: parsing, option errors, and the one-line error for bad input."""
+
+import pytest
+
+from tiledup.cli import main
+
+
+def test_bad_options_json_is_a_clear_error(tmp_path, caplog):
+    code = main(["pairs", "--tiles", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "p.parquet"),
+                 "--options", "{not json"])
+    assert code == 2
+    assert "--options is not valid JSON" in caplog.text
+
+
+def test_missing_images_folder_names_it(tmp_path, caplog):
+    code = main(["manifest", "--images", str(tmp_path / "absent"), "--shards", "2",
+                 "--out", str(tmp_path / "m.parquet")])
+    assert code == 2
+    assert str(tmp_path / "absent") in caplog.text
+
+
+def test_unknown_command_exits_with_usage():
+    with pytest.raises(SystemExit):
+        main(["frobnicate"])
