@@ -46,9 +46,10 @@ def test_nothing_left_to_do_after_a_run(demo_run):
     assert planned_jobs(proc) == {}, proc.stdout
 
 
-def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run):
-    proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "-n",
-                     "--config", "pairs={'bmh_min_sim': 0.123}")
+def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
+    edit = tmp_path / "edit.yaml"
+    edit.write_text("pairs:\n  min_bmh_sim: 0.123\n")  # nested keys merge into the block
+    proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), str(edit), "-n")
     jobs = planned_jobs(proc)
     assert {"pair_shard", "dataset", "train", "evaluate"} <= set(jobs), jobs
     assert not {"demo", "manifest", "tile_shard"} & set(jobs), jobs

@@ -29,7 +29,7 @@ def _options(text: str) -> dict:
 def cmd_demo(a, opts):
     from .demo import generate
 
-    generate(images_dir=a.images, truth_path=a.truth, layout_path=a.layout, **opts)
+    generate(images_dir=a.images, truth_path=a.truth, layout_path=a.layout, workers=a.workers, **opts)
 
 
 def cmd_manifest(a, opts):
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", required=True, help="output dup_truth file")
     s.add_argument("--layout", required=True, help="output layout Parquet")
     s.add_argument("--options", default="{}", help="the `demo` config block as JSON")
+    s.add_argument("--workers", type=int, default=2, help="processes rendering scenes (output does not depend on it)")
 
     s = command("manifest", cmd_manifest, "list the images folder once and assign shards")
     s.add_argument("--images", required=True)

@@ -3,6 +3,7 @@ import os
 
 from snakemake.utils import validate
 
+from tiledup.dataset import check_sample_config
 from tiledup.manifest import shard_name
 
 
@@ -14,6 +15,7 @@ IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
 SHARDS = [shard_name(k) for k in range(config["shards"])]
+check_sample_config(config["sample"], has_layout=DEMO)
 
 
 def check_images_folder(folder):
@@ -40,18 +42,34 @@ def options(block):
     return json.dumps(config[block], sort_keys=True)
 
 
-def shard_digest(wildcards):
-    """Content digest of one shard's image list.
+def shard_list(wildcards):
+    """One shard's image list, once the manifest checkpoint has run.
 
-    The manifest is a checkpoint whose per-shard lists are inputs marked
-    ancient(): rewriting them does not re-run every shard, but a changed list
-    changes this param, so adding images re-runs only the shards they fall in.
+    The lists are inputs marked ancient(): the manifest rewrites all of them, and
+    that alone must not re-run every shard. Asking the checkpoint here (not only
+    in a param function) is what lets Snakemake settle the DAG after a run.
     """
+    checkpoints.manifest.get()
+    return ancient(f"{RESULTS}/manifest/{wildcards.shard}.txt")
+
+
+def shard_digest(wildcards):
+    """Content digest of one shard's image list: adding images changes only their shards' digests."""
     import hashlib
 
     checkpoints.manifest.get()
     with open(f"{RESULTS}/manifest/{wildcards.shard}.txt", "rb") as f:
         return hashlib.md5(f.read()).hexdigest()
+
+
+def optional_input(name):
+    """Param: the path of a named input that may be absent (an empty list), or ""."""
+    return lambda wildcards, input: input.get(name) or ""
+
+
+def output_dir(name):
+    """Param: the folder of a named output (for commands that write several files there)."""
+    return lambda wildcards, output: os.path.dirname(output[name])
 
 
 def all_targets():

@@ -5,8 +5,11 @@ rule demo:
         layout=f"{RESULTS}/demo/layout.parquet",
     params:
         options=options("demo"),
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/demo.log",
+    threads: 2
     shell:
         "tiledup demo --images {output.images} --truth {output.truth}"
-        " --layout {output.layout} --options {params.options:q} > {log} 2>&1"
+        " --layout {output.layout} --workers {threads} --options {params.options:q} > {log} 2>&1"

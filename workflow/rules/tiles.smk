@@ -6,6 +6,8 @@ checkpoint manifest:
         lists=expand(f"{RESULTS}/manifest/{{shard}}.txt", shard=SHARDS),
     params:
         shards=config["shards"],
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/manifest.log",
     shell:
@@ -16,7 +18,7 @@ checkpoint manifest:
 rule tile_shard:
     input:
         manifest=ancient(f"{RESULTS}/manifest/manifest.parquet"),
-        images=ancient(f"{RESULTS}/manifest/{{shard}}.txt"),
+        images=shard_list,
     output:
         tiles=f"{RESULTS}/tiles/{{shard}}.parquet",
         rejects=f"{RESULTS}/rejects/{{shard}}.parquet",
@@ -24,6 +26,8 @@ rule tile_shard:
         images=IMAGES,
         digest=shard_digest,
         options=options("tiles"),
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/tiles/{{shard}}.log",
     shell:
