@@ -8,10 +8,13 @@ rule dataset:
         test=f"{RESULTS}/dataset/test.parquet",
         counts=f"{RESULTS}/dataset/counts.json",
     params:
-        layout=LAYOUT or "",
+        layout=optional_input("layout"),
+        out_dir=output_dir("counts"),
         options=options("sample"),
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/dataset.log",
     shell:
-        "tiledup dataset --pairs {input.pairs} --layout {params.layout:q}"
-        " --out-dir {RESULTS}/dataset --options {params.options:q} > {log} 2>&1"
+        "tiledup dataset --pairs {input.pairs} --layout={params.layout:q}"
+        " --out-dir {params.out_dir} --options {params.options:q} > {log} 2>&1"

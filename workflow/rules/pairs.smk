@@ -5,6 +5,8 @@ rule pair_shard:
         f"{RESULTS}/pairs/{{shard}}.parquet",
     params:
         options=options("pairs"),
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/pairs/{{shard}}.log",
     shell:
