@@ -1,0 +1,75 @@
+"""DupNet: shapes, the predict/load contract used by evaluation, device resolution."""
+
+import numpy as np
+import pytest
+import torch
+
+from tiledup.errors import TiledupError
+from tiledup.model import DupNet, load_dupnet, predict, resolve_device, save_dupnet, stack_pair
+
+
+@pytest.mark.parametrize("cfg", [{}, {"width": 8, "depth": 1, "stem": 8}, {"stem": 1, "depth": 0, "width": 4},
+                                 {"normalize": "fixed", "width": 8}])
+def test_forward_gives_one_logit_per_pair(cfg):
+    torch.manual_seed(0)
+    net = DupNet(**cfg).eval()
+    x = torch.randint(0, 256, (3, 6, 256, 256), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (3,) and torch.isfinite(out).all()
+
+
+def test_stack_pair_puts_tile1_in_channels_0_to_2():
+    t1 = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    t2 = torch.full((2, 4, 4, 3), 7, dtype=torch.uint8)
+    x = stack_pair(t1, t2)
+    assert x.shape == (2, 6, 4, 4) and int(x[:, :3].max()) == 0 and int(x[:, 3:].min()) == 7
+
+
+def test_predict_save_load_roundtrip(tmp_path):
+    torch.manual_seed(1)
+    net = DupNet(width=8, depth=2)
+    rng = np.random.default_rng(0)
+    tiles1 = rng.integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
+    tiles2 = rng.integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
+    p = predict(net, tiles1, tiles2, batch_size=2)
+    assert p.dtype == np.float32 and p.shape == (5,) and ((p >= 0) & (p <= 1)).all()
+    assert np.allclose(p, predict(net, tiles1, tiles2, batch_size=64), atol=1e-5)  # batch-size free
+    save_dupnet(net, tmp_path / "dupnet.pt")
+    loaded = load_dupnet(tmp_path / "dupnet.pt", device="cpu")
+    assert not loaded.training and loaded.config == net.config
+    assert np.allclose(predict(loaded, tiles1, tiles2), p, atol=1e-6)
+    assert load_dupnet(tmp_path / "dupnet.pt").config == net.config  # device "auto"
+
+
+def test_load_and_predict_errors_name_the_problem(tmp_path):
+    with pytest.raises(TiledupError, match="not found"):
+        load_dupnet(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(TiledupError, match="junk.pt"):
+        load_dupnet(tmp_path / "junk.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(TiledupError, match="not a DupNet model"):
+        load_dupnet(tmp_path / "other.pt")
+    net = DupNet(width=4, depth=1)
+    with pytest.raises(TiledupError, match="equal shape"):
+        predict(net, np.zeros((2, 256, 256, 3), np.uint8), np.zeros((3, 256, 256, 3), np.uint8))
+    with pytest.raises(TiledupError, match="uint8"):
+        predict(net, np.zeros((2, 256, 256, 3), np.float32), np.zeros((2, 256, 256, 3), np.float32))
+    with pytest.raises(TiledupError, match="invalid shape"):
+        DupNet(width=0)
+
+
+def test_resolve_device():
+    auto = resolve_device("auto")
+    if torch.cuda.is_available():
+        assert auto.type == "cuda"
+    elif torch.backends.mps.is_available():
+        assert auto.type == "mps"
+    else:
+        assert auto.type == "cpu"
+        with pytest.raises(TiledupError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TiledupError, match="not a torch device"):
+        resolve_device("abacus")
