@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# The tiny demo workflow end to end on a real single-node SLURM cluster, through
+# profiles/slurm and snakemake-executor-plugin-slurm (Debian, run as root).
+#
+#   bash tests/cluster/run_slurm.sh            # target `all`
+#   TARGET=tiles bash tests/cluster/run_slurm.sh
+#   KEEP_WORK=1 ...                          # keep the scratch folder even on PASS
+#
+# Installs slurmctld, slurmd, slurm-client and munge from Debian if missing; writes a
+# single-node /etc/slurm/slurm.conf with free ports, state under a temp dir and a fake
+# GPU (the default path, because the plugin's jobs call `srun` with SLURM_CONF removed;
+# a file already there is put back on exit); starts munged (unless one answers already),
+# slurmctld and slurmd by hand (no systemd); runs the workflow in a scratch copy of the
+# repository; then checks with check_run.py that every job went through sbatch and
+# finished in SLURM, that train/evaluate asked for a GPU and that shard jobs were grouped.
+# The daemons it started are stopped by PID on exit. Every step has a time limit.
+# Prints one `SLURM workflow test: PASS|FAIL` line; exit status 0 only on PASS.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV_BIN=${VENV_BIN:-$REPO/.venv/bin}
+TARGET=${TARGET:-all}
+RUN_TIMEOUT=${RUN_TIMEOUT:-1200}   # seconds for the whole snakemake run (about 3 min here)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tiledup-slurm.XXXXXX")
+STARTED=()          # "name:pid" of every daemon this script started, in start order
+MONITOR_PID=""
+CONF_WRITTEN=""
+T0=$SECONDS
+VERDICT="FAIL"
+
+log() { echo "[run_slurm $(date +%H:%M:%S)] $*"; }
+die() { log "ERROR: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    [ -n "$MONITOR_PID" ] && kill "$MONITOR_PID" 2>/dev/null || true
+    if [[ " ${STARTED[*]} " == *" slurmctld:"* ]]; then
+        # The controller is ours: cancel whatever is left of the run.
+        local left
+        left=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
+        [ -n "$left" ] && timeout 10 scancel $left 2>/dev/null || true
+    fi
+    local i entry name pid
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        entry=${STARTED[$i]}; name=${entry%%:*}; pid=${entry##*:}
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+            kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+            log "stopped $name (pid $pid)"
+        fi
+    done
+    local f
+    for f in slurm.conf gres.conf; do
+        if [ -e "$WORK/etc-backup/$f" ]; then mv -f "$WORK/etc-backup/$f" "/etc/slurm/$f"
+        elif [ -n "$CONF_WRITTEN" ]; then rm -f "/etc/slurm/$f"; fi
+    done
+    if [ "$rc" -eq 0 ] && [ "$VERDICT" = PASS ]; then
+        if [ -n "${KEEP_WORK:-}" ]; then log "files kept in $WORK"; else rm -rf "$WORK"; fi
+        echo "SLURM workflow test: PASS (target $TARGET, $((SECONDS - T0)) s)"
+    else
+        for f in "$WORK"/slurm/log/*.log "$WORK"/snakemake.out \
+            $(find "$WORK/repo/.snakemake/slurm_logs" -name '*.log' 2>/dev/null | tail -n 3); do
+            [ -f "$f" ] && { echo "---- tail of $f"; tail -n 40 "$f"; }
+        done
+        echo "SLURM workflow test: FAIL (target $TARGET, $((SECONDS - T0)) s; files kept in $WORK)"
+        [ "$rc" -eq 0 ] && rc=1
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll once a second until COMMAND succeeds
+    local limit=$1 what=$2; shift 2
+    for _ in $(seq "$limit"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+    die "timed out after ${limit} s waiting for $what"
+}
+
+# ---- 1. SLURM and munge from Debian's packages (skipped when already installed)
+[ "$(id -u)" -eq 0 ] || die "must run as root (installs packages, starts slurmd)"
+[ -x "$VENV_BIN/snakemake" ] || die "no snakemake in $VENV_BIN (run \`make install\` first)"
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
+    || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+    command -v apt-get >/dev/null || die "SLURM is not installed and there is no apt-get"
+    log "installing slurmctld slurmd slurm-client munge"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq || die "apt-get update failed"
+    timeout 900 apt-get install -y -qq --no-install-recommends \
+        slurmctld slurmd slurm-client munge >"$WORK/apt.log" 2>&1 \
+        || { tail -n 20 "$WORK/apt.log"; die "apt-get install failed"; }
+fi
+log "SLURM $(dpkg-query -W -f '${Version}' slurm-client 2>/dev/null || echo '(version unknown)')"
+
+# ---- 2. munge: reuse a running munged, else start one (key created if missing)
+if timeout 5 bash -c 'munge -n | unmunge' >/dev/null 2>&1; then
+    log "munged already running: reusing it"
+else
+    if [ ! -s /etc/munge/munge.key ]; then
+        mungekey --create --keyfile=/etc/munge/munge.key
+    fi
+    chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key
+    install -d -o munge -g munge -m 0755 /run/munge
+    install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
+    setpriv --reuid=munge --regid=munge --init-groups munged --foreground \
+        >"$WORK/munged.out" 2>&1 &
+    STARTED+=("munged:$!")
+    log "started munged (pid ${STARTED[-1]#*:})"
+    wait_for 15 "munged" timeout 5 bash -c 'munge -n | unmunge'
+fi
+
+# ---- 3. A private single-node cluster: this host, its CPUs, a fake GPU
+NODE=$(hostname -s)
+CPUS=$(nproc)
+MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024) - 512}' /proc/meminfo)
+# The node must offer the largest mem_mb the profile asks for, or sbatch rejects those
+# jobs; on a smaller machine the node advertises that much (the tiny run uses far less).
+NEED_MB=$("$VENV_BIN/python" - "$REPO/profiles/slurm/config.yaml" <<'EOF'
+import sys, yaml
+p = yaml.safe_load(open(sys.argv[1]))
+mems = [p.get("default-resources", {}).get("mem_mb", 0)]
+mems += [r.get("mem_mb", 0) for r in (p.get("set-resources") or {}).values()]
+print(max(int(m) for m in mems))
+EOF
+)
+[ "$MEM_MB" -lt "$NEED_MB" ] && MEM_MB=$NEED_MB
+read -r CTLD_PORT SLURMD_PORT < <("$VENV_BIN/python" - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+if [ -e /etc/slurm/slurm.conf ] && timeout 10 scontrol ping 2>/dev/null | grep -q UP; then
+    die "a SLURM controller configured in /etc/slurm/slurm.conf is running; not touching it"
+fi
+S="$WORK/slurm"
+mkdir -p "$S/state" "$S/spool" "$S/log" "$WORK/etc-backup" /etc/slurm
+for f in slurm.conf gres.conf; do
+    [ -e "/etc/slurm/$f" ] && mv "/etc/slurm/$f" "$WORK/etc-backup/$f"
+done
+CONF_WRITTEN=1
+cat >/etc/slurm/slurm.conf <<EOF
+# Written by tiledup's tests/cluster/run_slurm.sh for one test run (removed on exit):
+# one node, no accounting, no cgroups.
+ClusterName=tiledup-test
+SlurmctldHost=$NODE
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$S/state
+SlurmdSpoolDir=$S/spool
+SlurmctldPidFile=$S/slurmctld.pid
+SlurmdPidFile=$S/slurmd.pid
+SlurmctldLogFile=$S/log/slurmctld.log
+SlurmdLogFile=$S/log/slurmd.log
+MailProg=/bin/true
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# Finished jobs stay visible to squeue/scontrol for 10 min (the plugin's status checks).
+MinJobAge=600
+ReturnToService=2
+SlurmdParameters=config_overrides
+GresTypes=gpu
+NodeName=$NODE CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
+PartitionName=test Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+EOF
+echo "Name=gpu File=/dev/null" >/etc/slurm/gres.conf
+unset SLURM_CONF
+
+slurmctld -D >"$S/log/slurmctld.out" 2>&1 &
+STARTED+=("slurmctld:$!")
+wait_for 30 "slurmctld" timeout 10 scontrol ping
+slurmd -D >"$S/log/slurmd.out" 2>&1 &
+STARTED+=("slurmd:$!")
+node_idle() { [ "$(timeout 10 sinfo -h -N -n "$NODE" -o %t)" = idle ]; }
+wait_for 60 "node $NODE to be idle (sinfo)" node_idle
+log "cluster up: node $NODE, $CPUS CPUs, ${MEM_MB} MB, gpu:1 (ports $CTLD_PORT/$SLURMD_PORT)"
+
+# ---- 4. The workflow through profiles/slurm, in a scratch copy of the repository
+RUN="$WORK/repo"
+mkdir -p "$RUN/tests/cluster"
+cp "$REPO/Snakefile" "$RUN/"
+cp -r "$REPO/workflow" "$REPO/config" "$REPO/profiles" "$RUN/"
+cp "$REPO/tests/cluster/tiny.yaml" "$RUN/tests/cluster/"
+export PATH="$VENV_BIN:$PATH"   # sbatch --export=ALL hands it to the jobs (tiledup CLI)
+
+# slurmctld forgets finished jobs after MinJobAge: snapshot them while the run goes on.
+(while true; do timeout 10 scontrol show job --oneliner >>"$WORK/jobs.snap" 2>/dev/null; sleep 3; done) &
+MONITOR_PID=$!
+
+log "running snakemake --profile profiles/slurm $TARGET (limit ${RUN_TIMEOUT} s)"
+cd "$RUN"
+# --cores: this node's CPUs (caps each job's threads and each grouped submission).
+# squeue: there is no accounting database for sacct. Logs of successful jobs are kept
+# so the check can read them.
+set +e
+timeout "$RUN_TIMEOUT" snakemake --profile profiles/slurm \
+    --configfile config/config.yaml tests/cluster/tiny.yaml \
+    --cores "$CPUS" --latency-wait 10 \
+    --slurm-status-command squeue \
+    --slurm-init-seconds-before-status-checks 2 \
+    --slurm-keep-successful-logs \
+    --verbose \
+    "$TARGET" >"$WORK/snakemake.out" 2>&1
+SMK_RC=$?
+set -e
+timeout 10 scontrol show job --oneliner >>"$WORK/jobs.snap" 2>/dev/null || true
+[ "$SMK_RC" -eq 124 ] && die "snakemake did not finish within ${RUN_TIMEOUT} s"
+[ "$SMK_RC" -eq 0 ] || die "snakemake failed (exit $SMK_RC)"
+
+# ---- 5. Every output is there, and every job really ran in SLURM
+timeout 300 snakemake --configfile config/config.yaml tests/cluster/tiny.yaml --summary "$TARGET" \
+    >"$WORK/summary.tsv" 2>"$WORK/summary.err" || die "snakemake --summary failed"
+awk -F'\t' 'NR > 1 && $5 != "ok" {bad = 1; print "output not ok: " $1 " (" $5 ")"}
+             NR > 1 {n++} END {exit bad || !n}' "$WORK/summary.tsv" \
+    || die "outputs missing or incomplete after the run"
+log "all $(($(wc -l <"$WORK/summary.tsv") - 1)) outputs of $TARGET present"
+GPU_RULES=()   # the GPU rules are part of `all` only
+[ "$TARGET" = all ] && GPU_RULES=(train evaluate)
+timeout 120 "$VENV_BIN/python" "$REPO/tests/cluster/check_run.py" \
+    --snakemake-log "$WORK/snakemake.out" --jobs "$WORK/jobs.snap" \
+    --workdir "$RUN" --gpu-rules "${GPU_RULES[@]}" \
+    || die "checks of the SLURM run failed"
+VERDICT=PASS
