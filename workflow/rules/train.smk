@@ -9,12 +9,15 @@ rule train:
     params:
         images=IMAGES,
         options=options("train"),
+        out_dir=output_dir("model"),
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/train.log",
     shell:
         "tiledup train --train {input.train} --val {input.val} --images {params.images}"
-        " --out-dir {RESULTS}/model --workers {threads}"
+        " --out-dir {params.out_dir} --workers {threads}"
         " --options {params.options:q} > {log} 2>&1"
