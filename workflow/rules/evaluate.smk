@@ -9,17 +9,22 @@ rule evaluate:
         scores=f"{RESULTS}/eval/scores.parquet",
         metrics=f"{RESULTS}/eval/metrics.json",
         report=report(f"{RESULTS}/eval/report.html", category="Evaluation"),
+        roc=report(f"{RESULTS}/eval/roc.png", category="Evaluation"),
+        pr=report(f"{RESULTS}/eval/pr.png", category="Evaluation"),
     params:
         images=IMAGES,
-        truth=TRUTH,
+        truth=optional_input("truth"),
+        out_dir=output_dir("metrics"),
         options=options("evaluate"),
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/evaluate.log",
     shell:
-        "tiledup evaluate --truth {params.truth:q} --images {params.images}"
+        "tiledup evaluate --truth={params.truth:q} --images {params.images:q}"
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
-        " --rejects {input.rejects} --out-dir {RESULTS}/eval"
+        " --rejects {input.rejects} --out-dir {params.out_dir}"
         " --options {params.options:q} > {log} 2>&1"

@@ -1,0 +1,272 @@
+"""Evaluation: tag geometry, worst-pair aggregation, undecidable overlaps, val-only thresholds, outputs.
+
+The end-to-end cases run on tiny synthetic scenes written as real JPEG chips,
+tiled by the real tile stage, scored by a small untrained DupNet checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import simplejpeg
+import torch
+
+from tiledup import cli
+from tiledup.errors import TiledupError
+from tiledup.evaluate import (METHODS, ChipCache, aggregate, evaluate, expand, score_truth_pairs,
+                              youden_threshold)
+from tiledup.grid import CHIP, TAGS, TILE, offset_tag, tag_offset
+from tiledup.model import DupNet, save_dupnet
+from tiledup.tiles import tile_shard
+
+# (image id, scene, pass, row, col): scene "sea" seen at two times, scene "cloud" all white
+CHIPS = [
+    ("a00000001.jpg", "sea", 0, 0, 0), ("a00000002.jpg", "sea", 0, 0, 1),
+    ("a00000003.jpg", "sea", 0, 1, 1), ("a00000004.jpg", "sea", 0, 2, 2),
+    ("b00000001.jpg", "sea", 1, 0, 0), ("b00000002.jpg", "sea", 1, 1, 0),
+    ("c00000001.jpg", "cloud", 0, 0, 0), ("c00000002.jpg", "cloud", 0, 0, 1),
+]
+
+
+def texture(rng, size):
+    """Smooth random colour texture with some sharp specks (ships), uint8."""
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 6)
+    base = (base - base.mean()) * 4 + 110
+    for _ in range(size // 64):
+        y, x = rng.integers(0, size - 12, 2)
+        base[y:y + 12, x:x + 6] = 230
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def make_case(root, seed=0):
+    """Chips, tile + rejects tables, val table, model, truth; returns a dict of paths."""
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir()
+    size = 5 * TILE
+    first = texture(rng, size)
+    later = first.copy()
+    later[TILE:2 * TILE, TILE:2 * TILE] = texture(rng, TILE)  # scene tile (1, 1) changed at time 2
+    scenes = {("sea", 0): first, ("sea", 1): later, ("cloud", 0): np.full((size, size, 3), 255, np.uint8)}
+    for image_id, scene, p, r, c in CHIPS:
+        chip = scenes[(scene, p)][r * TILE:r * TILE + CHIP, c * TILE:c * TILE + CHIP]
+        offset = int(rng.integers(-2, 3)) if scene == "sea" else 0  # separate radiometric processing
+        chip = np.clip(chip.astype(np.int16) + offset, 0, 255).astype(np.uint8)
+        (images / image_id).write_bytes(simplejpeg.encode_jpeg(chip, quality=95, colorspace="RGB"))
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+
+    lines = []
+    for i, (a, sa, pa_, ra, ca) in enumerate(CHIPS):
+        for b, sb, pb, rb, cb in CHIPS[i + 1:]:
+            if sa == sb and abs(rb - ra) <= 2 and abs(cb - ca) <= 2:
+                lines.append(f"{a} {b} {offset_tag(rb - ra, cb - ca)} {int(pa_ == pb)}")
+    truth = root / "dup_truth.txt"
+    truth.write_text("# synthetic truth\n" + "\n".join(lines) + "\n")
+
+    listing = root / "000.txt"
+    listing.write_text("\n".join([c[0] for c in CHIPS] + ["broken.jpg"]) + "\n")
+    tiles, rejects = root / "tiles.parquet", root / "rejects.parquet"
+    tile_shard(images, listing, tiles, rejects)
+
+    rows = [(c[0], t, t, True) for c in CHIPS if c[1] == "sea" for t in range(9)]
+    rows += [(c[0], t, (t + 1) % 9, False) for c in CHIPS if c[1] == "sea" for t in range(9)]
+    val = root / "val.parquet"
+    pq.write_table(pa.table({"image_id": [r[0] for r in rows], "tile1": pa.array([min(r[1:3]) for r in rows], pa.int8()),
+                             "tile2": pa.array([max(r[1:3]) for r in rows], pa.int8()),
+                             "is_dup": [r[3] for r in rows], "bmh_sim": pa.array([1.0] * len(rows), pa.float32())}), val)
+
+    torch.manual_seed(seed)
+    model = root / "dupnet.pt"
+    save_dupnet(DupNet(width=4, depth=1, stem=16, max_width=8), model)
+    return {"truth_path": truth, "images_dir": images, "model_path": model, "val_path": val,
+            "tiles_paths": [tiles], "rejects_paths": [rejects]}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    root = tmp_path_factory.mktemp("case")
+    paths = make_case(root)
+    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16)
+    return root, paths, metrics
+
+
+# ---------------------------------------------------------------- units
+
+def test_expansion_pairs_tiles_that_show_the_same_pixels():
+    """For every tag: the expanded tile pairs of two chips cut from one scene are pixel-identical."""
+    scene = np.random.default_rng(1).integers(0, 255, (7 * TILE, 7 * TILE, 3), dtype=np.uint8)
+    solid = {(i, t): False for i in ("x", "y") for t in range(9)}
+    for tag in TAGS:
+        dr, dc = tag_offset(tag)
+        r1, c1, r2, c2 = 2, 2, 2 + dr, 2 + dc
+        chip1 = scene[r1 * TILE:r1 * TILE + CHIP, c1 * TILE:c1 * TILE + CHIP]
+        chip2 = scene[r2 * TILE:r2 * TILE + CHIP, c2 * TILE:c2 * TILE + CHIP]
+        pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": [tag]}), solid)
+        assert len(pairs) == (3 - abs(dr)) * (3 - abs(dc))
+        for t1, t2 in zip(pairs.tile1, pairs.tile2):
+            a = chip1[t1 // 3 * TILE:(t1 // 3 + 1) * TILE, t1 % 3 * TILE:(t1 % 3 + 1) * TILE]
+            b = chip2[t2 // 3 * TILE:(t2 // 3 + 1) * TILE, t2 % 3 * TILE:(t2 % 3 + 1) * TILE]
+            assert np.array_equal(a, b), (tag, t1, t2)
+
+
+def test_only_pairs_solid_on_both_sides_are_uninformative():
+    solid = {("x", t): t in (0, 1) for t in range(9)} | {("y", t): t == 0 for t in range(9)}
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid)
+    assert list(pairs.informative) == [False, True] + [True] * 7  # (1, 1): only side 1 solid
+
+
+def test_worst_pair_aggregation_and_undecidable():
+    overlaps = pd.DataFrame({"img1": ["a", "a", "b"], "img2": ["b", "c", "c"], "tag": ["08", "02", "55"],
+                             "is_dup": [True, False, True], "line": ["f:1", "f:2", "f:3"]})
+    pairs = pd.DataFrame({"overlap": [0, 0, 0, 1, 1, 2], "informative": [True, True, False, True, True, False]})
+    scored = pairs[pairs.informative].copy()
+    for k, m in enumerate(METHODS):
+        scored[m] = np.array([0.9, 0.4, 0.7, 0.8]) + k / 100  # overlap 0: 0.9, 0.4; overlap 1: 0.7, 0.8
+    out = aggregate(overlaps, pairs, scored)
+    assert list(out.n_tile_pairs) == [3, 2, 1] and list(out.n_informative) == [2, 2, 0]
+    assert list(out.decidable) == [True, True, False]
+    assert np.allclose(out.dupnet[:2], [0.4, 0.7]) and np.isnan(out.dupnet[2])
+    k = METHODS.index("pixel_mad") / 100
+    assert np.allclose(out.pixel_mad[:2], [0.4 + k, 0.7 + k])
+
+
+def test_youden_threshold():
+    thr, j = youden_threshold([False, False, True, True], [0.1, 0.3, 0.6, 0.9])
+    assert j == 1 and thr == pytest.approx(0.45)
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.3
+    s = rng.random(200) + 0.4 * y
+    thr, j = youden_threshold(y, s)
+    brute = max(((s[y] >= c).mean() - (s[~y] >= c).mean()) for c in np.unique(s))
+    assert j == pytest.approx(brute) and ((s[y] >= thr).mean() - (s[~y] >= thr).mean()) == pytest.approx(j)
+    with pytest.raises(TiledupError, match="one class"):
+        youden_threshold([True, True], [0.2, 0.3])
+
+
+def test_each_chip_decoded_once(case):
+    root, paths, _ = case
+    from tiledup.evaluate import _tile_tables
+    from tiledup.truth import read_truth
+
+    table, rejected = _tile_tables(paths["tiles_paths"], paths["rejects_paths"])
+    overlaps, _ = read_truth(paths["truth_path"], {i for i, _ in table}, rejected)
+    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
+    cache = ChipCache(paths["images_dir"])
+    scored = score_truth_pairs(pairs, table, cache, _model(paths), batch_size=8)
+    images = set(scored.img1) | set(scored.img2)
+    assert cache.decodes == len(images) == 6
+    assert cache.chips == {}  # every chip released after its last tile pair
+    assert len(scored) == int(pairs.informative.sum())
+
+
+def _model(paths):
+    from tiledup.model import load_dupnet
+
+    return load_dupnet(paths["model_path"], "cpu")
+
+
+# ---------------------------------------------------------------- end to end
+
+def test_outputs_and_metrics_shape(case):
+    root, paths, metrics = case
+    on_disk = json.loads((root / "eval" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    n_truth = len([l for l in paths["truth_path"].read_text().splitlines() if not l.startswith("#")])
+    assert metrics["n_overlaps"] == n_truth
+    assert set(metrics["methods"]) == set(METHODS) and len(METHODS) >= 7
+    for m in metrics["methods"].values():
+        assert {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "threshold",
+                "errors"} <= set(m)
+        c = m["confusion"]
+        assert c["fp"] + c["fn"] == m["errors"] and sum(c.values()) == metrics["n_decidable"]
+    for name in ("scores.parquet", "report.html", "roc.png", "pr.png"):
+        assert (root / "eval" / name).stat().st_size > 0
+
+
+def test_undecidable_overlap_is_counted_listed_and_not_guessed(case):
+    root, _, metrics = case
+    assert metrics["n_undecidable"] == 1
+    assert metrics["undecidable"] == [{"img1": "c00000001.jpg", "img2": "c00000002.jpg", "tag": "18",
+                                       "is_dup": True}]
+    scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
+    row = scores[scores.img1 == "c00000001.jpg"].iloc[0]
+    assert not row.decidable and row.n_informative == 0 and row.n_tile_pairs == 6
+    assert pd.isna(row.dupnet) and pd.isna(row.dupnet_pred) and pd.isna(row.bmh_pred)
+    assert metrics["n_decidable"] == metrics["n_overlaps"] - 1
+
+
+def test_scores_rows_follow_the_truth(case):
+    root, paths, metrics = case
+    scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
+    assert (scores.img1 < scores.img2).all()
+    sea = scores[scores.decidable]
+    for m in METHODS:
+        thr = metrics["methods"][m]["threshold"]
+        assert (sea[f"{m}_pred"] == (sea[m] >= thr)).all()
+        assert sea[m].between(0, 1).all()
+    # the pixel baselines see the changed scene tile: every A-vs-B overlap that covers it scores lower
+    covered = scores[(scores.img1 == "a00000003.jpg") & (scores.img2 == "b00000001.jpg")]
+    same = scores[(scores.img1 == "a00000001.jpg") & (scores.img2 == "a00000003.jpg")]
+    assert covered.bmh.iloc[0] < same.bmh.iloc[0]
+
+
+def test_thresholds_do_not_depend_on_truth_labels(case, tmp_path):
+    root, paths, metrics = case
+    flipped = tmp_path / "flipped.txt"
+    flipped.write_text("".join(f"{l[:-1]}{1 - int(l[-1])}\n" for l in paths["truth_path"].read_text().splitlines()
+                               if l and not l.startswith("#")))
+    other = evaluate(**{**paths, "truth_path": flipped}, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
+    assert other["validation"] == metrics["validation"]
+    for m in METHODS:
+        assert other["methods"][m]["threshold"] == metrics["methods"][m]["threshold"]
+        assert other["methods"][m]["accuracy"] == pytest.approx(1 - metrics["methods"][m]["accuracy"])
+    a = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
+    b = pq.read_table(tmp_path / "eval" / "scores.parquet").to_pandas()
+    assert np.array_equal(a.dupnet.to_numpy(), b.dupnet.to_numpy(), equal_nan=True)
+    assert (a.is_dup != b.is_dup).all()
+
+
+def test_no_truth(case, tmp_path):
+    root, paths, _ = case
+    out = tmp_path / "eval"
+    code = cli.main(["evaluate", "--truth", "", "--images", str(paths["images_dir"]),
+                     "--model", str(paths["model_path"]), "--val", str(paths["val_path"]),
+                     "--tiles", *map(str, paths["tiles_paths"]), "--rejects", *map(str, paths["rejects_paths"]),
+                     "--out-dir", str(out), "--options", json.dumps({"device": "cpu"})])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_overlaps"] == 0 and metrics["methods"] == {} and metrics["truth"] is None
+    assert metrics["note"].startswith("no truth given")
+    scores = pq.read_table(out / "scores.parquet")
+    assert scores.num_rows == 0
+    assert scores.schema == pq.read_table(root / "eval" / "scores.parquet").schema
+    page = (out / "report.html").read_text()
+    assert "No truth was given" in page and "Thresholds from the validation split" in page
+
+
+def test_rejected_image_in_truth_is_an_error_or_a_listed_skip(case, tmp_path):
+    _, paths, _ = case
+    truth = tmp_path / "truth.txt"
+    truth.write_text(paths["truth_path"].read_text() + "a00000001.jpg broken.jpg 08 0\n")
+    n = len(truth.read_text().splitlines())
+    with pytest.raises(TiledupError, match=rf"{truth}:{n}: image broken.jpg was rejected by the tile stage"):
+        evaluate(**{**paths, "truth_path": truth}, out_dir=tmp_path / "eval", device="cpu")
+    metrics = evaluate(**{**paths, "truth_path": truth}, out_dir=tmp_path / "eval", device="cpu",
+                       on_bad_truth="skip")
+    assert [s["line"] for s in metrics["skipped_truth_lines"]] == [f"{truth}:{n}"]
+    assert f"{truth}:{n}" in (tmp_path / "eval" / "report.html").read_text()
+
+
+def test_validation_split_with_one_class_is_a_clear_error(case, tmp_path):
+    _, paths, _ = case
+    val = pq.read_table(paths["val_path"]).to_pandas()
+    one_class = tmp_path / "val.parquet"
+    pq.write_table(pa.Table.from_pandas(val[val.is_dup], preserve_index=False), one_class)
+    with pytest.raises(TiledupError, match=rf"{one_class}: the validation split needs duplicates and non-dup"):
+        evaluate(**{**paths, "val_path": one_class}, out_dir=tmp_path / "eval", device="cpu")
