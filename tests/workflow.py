@@ -13,9 +13,9 @@ TINY = REPO / "tests" / "cluster" / "tiny.yaml"
 
 
 def workflow_copy(dest: Path) -> Path:
-    """Copy Snakefile, workflow/, config/ and profiles/ into `dest` (results land there)."""
+    """Copy Snakefile, workflow/, config/, profiles/ and envs/ into `dest` (results land there)."""
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
-    for folder in ("workflow", "config", "profiles"):
+    for folder in ("workflow", "config", "profiles", "envs"):
         shutil.copytree(REPO / folder, dest / folder)
     return dest
 
