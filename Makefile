@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	snakemake --profile profiles/default --cores $(CORES)
+	snakemake --cores $(CORES)
 
 test: install
 	pytest
