@@ -191,7 +191,7 @@ log "cluster up: node $NODE, $CPUS CPUs, ${MEM_MB} MB, gpu:1 (ports $CTLD_PORT/$
 RUN="$WORK/repo"
 mkdir -p "$RUN/tests/cluster"
 cp "$REPO/Snakefile" "$RUN/"
-cp -r "$REPO/workflow" "$REPO/config" "$REPO/profiles" "$RUN/"
+cp -r "$REPO/workflow" "$REPO/config" "$REPO/profiles" "$REPO/envs" "$RUN/"
 cp "$REPO/tests/cluster/tiny.yaml" "$RUN/tests/cluster/"
 export PATH="$VENV_BIN:$PATH"   # sbatch --export=ALL hands it to the jobs (tiledup CLI)
 
