@@ -1,8 +1,8 @@
 # Set-up and the two everyday commands: `make demo` (the workflow on the built-in
 # demo) and `make test` (the test suite). Both create .venv on first use.
 #
-#   TORCH=...        the torch requirement to install first (default: a CPU build here;
-#                    see README "CPU or CUDA build")
+#   TORCH=...        the torch requirement to install first (default torch==2.13.0: a CUDA
+#                    build from PyPI on most Linux machines; see README "CPU or CUDA build")
 #   TORCH_INDEX=...  a pip index URL for that torch build (optional)
 #   CORES=N          cores for snakemake (default: all)
 
