@@ -151,11 +151,12 @@ def test_youden_threshold():
 
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
-    from tiledup.evaluate import _tile_tables
+    from tiledup.evaluate import _tile_lookup, _tile_tables
     from tiledup.truth import read_truth
 
-    table, rejected = _tile_tables(paths["tiles_paths"], paths["rejects_paths"])
-    overlaps, _ = read_truth(paths["truth_path"], {i for i, _ in table}, rejected)
+    tiles, rejected = _tile_tables(paths["tiles_paths"], paths["rejects_paths"])
+    overlaps, _ = read_truth(paths["truth_path"], set(tiles["image_id"].to_pylist()), rejected)
+    table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
     scored = score_truth_pairs(pairs, table, cache, _model(paths), batch_size=8)

@@ -1,12 +1,10 @@
 """DupNet training on real chips: learns, resumes after a kill, refuses bad input."""
 
 import csv
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

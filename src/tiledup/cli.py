@@ -7,6 +7,7 @@ whole block through `params:` and the module function takes it as keywords.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -14,6 +15,16 @@ import sys
 from .errors import TiledupError
 
 log = logging.getLogger("tiledup")
+
+
+def _call(fn, block: str, opts: dict, **args):
+    """fn(**args, **opts), with config keys that fn does not take named as an error (not a TypeError)."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(opts) - set(params) | set(opts) & set(args))
+        if unknown:
+            raise TiledupError(f"unknown `{block}` config key(s): {', '.join(unknown)}")
+    return fn(**args, **opts)
 
 
 def _options(text: str) -> dict:
@@ -29,7 +40,8 @@ def _options(text: str) -> dict:
 def cmd_demo(a, opts):
     from .demo import generate
 
-    generate(images_dir=a.images, truth_path=a.truth, layout_path=a.layout, workers=a.workers, **opts)
+    _call(generate, "demo", opts, images_dir=a.images, truth_path=a.truth, layout_path=a.layout,
+          workers=a.workers)
 
 
 def cmd_manifest(a, opts):
@@ -41,35 +53,36 @@ def cmd_manifest(a, opts):
 def cmd_tiles(a, opts):
     from .tiles import tile_shard
 
-    tile_shard(images_dir=a.images, list_path=a.list, tiles_path=a.out, rejects_path=a.rejects,
-               **opts)
+    _call(tile_shard, "tiles", opts, images_dir=a.images, list_path=a.list, tiles_path=a.out,
+          rejects_path=a.rejects)
 
 
 def cmd_pairs(a, opts):
     from .pairs import pair_shard
 
-    pair_shard(tiles_path=a.tiles, pairs_path=a.out, **opts)
+    _call(pair_shard, "pairs", opts, tiles_path=a.tiles, pairs_path=a.out)
 
 
 def cmd_dataset(a, opts):
     from .dataset import build_dataset
 
-    build_dataset(pairs_paths=a.pairs, layout_path=a.layout or None, out_dir=a.out_dir,
-                  **opts)
+    _call(build_dataset, "sample", opts, pairs_paths=a.pairs, layout_path=a.layout or None,
+          out_dir=a.out_dir)
 
 
 def cmd_train(a, opts):
     from .train import train
 
-    train(train_path=a.train, val_path=a.val, images_dir=a.images, out_dir=a.out_dir,
-          workers=a.workers, **opts)
+    _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
+          out_dir=a.out_dir, workers=a.workers)
 
 
 def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
-    evaluate(truth_path=a.truth or None, images_dir=a.images, model_path=a.model, val_path=a.val,
-             tiles_paths=a.tiles, rejects_paths=a.rejects, out_dir=a.out_dir, **opts)
+    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, images_dir=a.images,
+          model_path=a.model, val_path=a.val, tiles_paths=a.tiles, rejects_paths=a.rejects,
+          out_dir=a.out_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:

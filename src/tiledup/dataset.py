@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .errors import TiledupError
-from .io import write_json, write_parquet
+from .io import read_table, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +123,7 @@ def read_pairs(paths) -> pa.Table:
     paths = list(paths)
     tables = []
     for path in paths:
-        try:
-            t = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as e:
-            raise TiledupError(f"{path}: cannot read pair table ({e})") from None
+        t = read_table(path, None, "pair table")
         missing = [c for c in PAIR_COLUMNS if c not in t.column_names]
         if missing:
             raise TiledupError(f"{path}: pair table lacks column(s) {', '.join(missing)}")
@@ -161,10 +157,7 @@ def _groups(table: pa.Table, group_by: str, layout_path) -> np.ndarray:
         return codes
     if layout_path is None:
         raise TiledupError("sample.group_by: scene needs a layout (only the demo has one)")
-    try:
-        layout = pq.read_table(layout_path, columns=["image_id", "scene"])
-    except (OSError, pa.ArrowInvalid, KeyError) as e:
-        raise TiledupError(f"{layout_path}: cannot read image_id and scene ({e})") from None
+    layout = read_table(layout_path, ["image_id", "scene"], "layout")
     pos = pc.index_in(images.dictionary, value_set=layout["image_id"].combine_chunks())
     if pos.null_count:
         absent = images.dictionary.filter(pc.is_null(pos)).to_pylist()

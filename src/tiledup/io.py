@@ -16,6 +16,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import TiledupError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -47,7 +49,21 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
-def read_parquets(paths, columns=None) -> pa.Table:
+def read_table(path, columns=None, what: str = "table") -> pa.Table:
+    """Read a Parquet file; a missing, corrupt or column-lacking file is a TiledupError naming it."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise TiledupError(f"{path}: {what} not found") from None
+    except (OSError, pa.ArrowException) as e:
+        raise TiledupError(f"{path}: {what} is not readable Parquet ({e})") from None
+    missing = [c for c in columns or () if c not in table.column_names]
+    if missing:
+        raise TiledupError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
+    return table.select(columns) if columns else table
+
+
+def read_parquets(paths, columns=None, what: str = "table") -> pa.Table:
     """Concatenate several Parquet files with one schema (e.g. all shards of a stage)."""
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = [read_table(p, columns, what) for p in paths]
     return pa.concat_tables(tables) if tables else pa.table({})

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import augment_pair
 from .errors import TiledupError
 from .images import cut_tiles, read_chip
+from .io import read_table
 
 COLUMNS = ["image_id", "tile1", "tile2", "is_dup"]
 TRAIN_STREAM, VAL_STREAM = 1, 2
@@ -28,15 +28,7 @@ TRAIN_STREAM, VAL_STREAM = 1, 2
 
 def read_pairs(path: str | Path, role: str) -> dict[str, np.ndarray]:
     """The columns DupNet needs from a dataset table; empty or malformed tables are errors."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise TiledupError(f"{path}: {role} table not found") from None
-    except Exception as e:
-        raise TiledupError(f"{path}: {role} table is not readable Parquet ({e})") from None
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
-        raise TiledupError(f"{path}: {role} table lacks column(s) {missing}")
+    table = read_table(path, COLUMNS, f"{role} table")
     if table.num_rows == 0:
         raise TiledupError(f"{path}: {role} table has no rows")
     cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in COLUMNS}

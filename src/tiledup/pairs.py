@@ -40,11 +40,10 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import TiledupError
 from .grid import N_TILES
-from .io import write_parquet
+from .io import read_table, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +75,7 @@ def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup:
     """
     if unknown:
         raise TiledupError(f"unknown pairs option(s): {', '.join(sorted(unknown))}")
-    try:
-        tiles = pq.read_table(tiles_path, columns=TILE_COLUMNS)
-    except (OSError, pa.ArrowInvalid, KeyError) as e:
-        raise TiledupError(f"{tiles_path}: cannot read tile table ({e})") from None
+    tiles = read_table(tiles_path, TILE_COLUMNS, "tile table")
     pairs, stats = make_pairs(tiles, source=str(tiles_path), balance=balance,
                               nondup_per_dup=nondup_per_dup, min_bmh_sim=min_bmh_sim,
                               near_solid_share=near_solid_share, near_solid_tol=near_solid_tol)

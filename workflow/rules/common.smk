@@ -4,7 +4,7 @@ import os
 from snakemake.utils import validate
 
 from tiledup.dataset import check_sample_config
-from tiledup.manifest import shard_name
+from tiledup.manifest import IMAGE_SUFFIXES, shard_name
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -27,7 +27,7 @@ def check_images_folder(folder):
     if not os.path.isdir(folder):
         raise WorkflowError(f"images folder {folder!r} (config key `images`) does not exist")
     with os.scandir(folder) as entries:
-        if not any(e.name.lower().endswith((".jpg", ".jpeg")) for e in entries):
+        if not any(e.name.lower().endswith(IMAGE_SUFFIXES) for e in entries):
             raise WorkflowError(f"images folder {folder!r} (config key `images`) holds no .jpg images")
 
 

@@ -11,7 +11,7 @@ checkpoint manifest:
     log:
         f"{RESULTS}/logs/manifest.log",
     shell:
-        "tiledup manifest --images {input} --shards {params.shards}"
+        "tiledup manifest --images {input:q} --shards {params.shards}"
         " --out {output.manifest} > {log} 2>&1"
 
 
@@ -31,7 +31,7 @@ rule tile_shard:
     log:
         f"{RESULTS}/logs/tiles/{{shard}}.log",
     shell:
-        "tiledup tiles --images {params.images} --list {input.images}"
+        "tiledup tiles --images {params.images:q} --list {input.images}"
         " --out {output.tiles} --rejects {output.rejects}"
         " --options {params.options:q} > {log} 2>&1"
 

@@ -18,6 +18,6 @@ rule train:
     log:
         f"{RESULTS}/logs/train.log",
     shell:
-        "tiledup train --train {input.train} --val {input.val} --images {params.images}"
+        "tiledup train --train {input.train} --val {input.val} --images {params.images:q}"
         " --out-dir {params.out_dir} --workers {threads}"
         " --options {params.options:q} > {log} 2>&1"
