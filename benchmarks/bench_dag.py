@@ -129,7 +129,7 @@ def main() -> None:
         work = tmp / "work"
         work.mkdir()
         shutil.copy(REPO / "Snakefile", work)
-        for folder in ("workflow", "config"):
+        for folder in ("workflow", "config", "envs"):
             shutil.copytree(REPO / folder, work / folder)
         config = ["--config", f"images={images}", f"shards={a.shards}"]
 
