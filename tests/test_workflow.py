@@ -103,3 +103,13 @@ def test_real_chips_without_truth_say_so(tmp_path, shared_data):
     assert "no truth was given" in (work / "results/eval/report.html").read_text().lower()
     tiles = pq.read_table(sorted((work / "results/tiles").glob("*.parquet")))
     assert tiles.num_rows == 9 * len(list(images.glob("*.jpg")))
+
+
+def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
+    work = workflow_copy(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sample:\n  fractions: {train: 0.7, val: 0.1, test: 0.1}\n")
+    proc = snakemake(work, "-n", "--configfile", "config/config.yaml", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "sample.fractions add up to 0.9" in proc.stdout + proc.stderr
+    assert not (work / "results").exists()
