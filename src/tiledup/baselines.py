@@ -19,6 +19,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from .hashing import HASH_BYTES, block_mean_hash
+
 METHODS = ("bmh", "bmh96", "phash", "dhash", "colorhash", "pixel_eq", "pixel_mad")
 HASHES = ("phash", "dhash", "colorhash")  # computed here from decoded tiles
 
@@ -30,17 +32,16 @@ _IMAGEHASH = {
 
 
 def bmh(tiles: np.ndarray) -> np.ndarray:
-    """Grey BlockMeanHash mode 0 of RGB tiles (N, H, W, 3) -> (N, 32) uint8, as the tile tables."""
-    return np.stack([cv2.img_hash.blockMeanHash(np.ascontiguousarray(t[..., ::-1]), mode=0)[0]
-                     for t in tiles]) if len(tiles) else np.zeros((0, 32), np.uint8)
+    """Grey BlockMeanHash mode 0 of RGB tiles (N, H, W, 3) -> (N, 32) uint8: the tile stage's own code."""
+    return np.array([np.frombuffer(block_mean_hash(t), np.uint8) for t in tiles],
+                    np.uint8).reshape(len(tiles), HASH_BYTES)
 
 
 def bmh96(tiles: np.ndarray) -> np.ndarray:
     """BlockMeanHash mode 0 of R, G and B separately, concatenated -> (N, 96) uint8."""
-    if not len(tiles):
-        return np.zeros((0, 96), np.uint8)
-    return np.stack([np.concatenate([cv2.img_hash.blockMeanHash(np.ascontiguousarray(t[..., c]), mode=0)[0]
-                                     for c in range(3)]) for t in tiles])
+    return np.array([np.frombuffer(b"".join(block_mean_hash(np.ascontiguousarray(t[..., c]))
+                                            for c in range(3)), np.uint8) for t in tiles],
+                    np.uint8).reshape(len(tiles), 3 * HASH_BYTES)
 
 
 def tile_hashes(tiles: np.ndarray) -> dict[str, np.ndarray]:
