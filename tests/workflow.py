@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cluster.check_run import job_stats  # the SLURM check reads the same table
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "cluster" / "tiny.yaml"
 
@@ -33,15 +35,4 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Rule -> job count from the 'Job stats' table of a dry run (empty if nothing to do)."""
-    lines = (proc.stdout + proc.stderr).splitlines()
-    jobs: dict[str, int] = {}
-    try:
-        start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
-    except StopIteration:
-        return jobs
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
+    return job_stats(proc.stdout + proc.stderr)
