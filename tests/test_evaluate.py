@@ -19,8 +19,8 @@ import torch
 
 from tiledup import cli
 from tiledup.errors import TiledupError
-from tiledup.evaluate import (METHODS, ChipCache, aggregate, evaluate, expand, score_truth_pairs,
-                              youden_threshold)
+from tiledup.evaluate import evaluate, youden_threshold
+from tiledup.overlaps import METHODS, ChipCache, aggregate, expand, score_pairs
 from tiledup.grid import CHIP, TAGS, TILE, offset_tag, tag_offset
 from tiledup.model import DupNet, save_dupnet
 from tiledup.tiles import tile_shard
@@ -159,7 +159,7 @@ def test_each_chip_decoded_once(case):
     table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
-    scored = score_truth_pairs(pairs, table, cache, _model(paths), batch_size=8)
+    scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)
     images = set(scored.img1) | set(scored.img2)
     assert cache.decodes == len(images) == 6
     assert cache.chips == {}  # every chip released after its last tile pair

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiledup.evaluate import METHODS, method_metrics, verdict
+from tiledup.evaluate import method_metrics, verdict
+from tiledup.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
 from tiledup.report import channel_subtraction, overlap_box, panel, write_report
 
