@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_tiles.py [--images DIR] [--repeat 10] [--rounds 5]
 
-The chips (default: the 24 real Airbus chips in ../shared/data/airbus_samples)
+The chips (default: the 24 real Airbus chips in tests/data/airbus_samples)
 are read into memory first, so disk speed is out of the figures. Every
 measurement is the best of `rounds` passes over the same `repeat` x chips
 (the best pass is the least disturbed by other processes on the machine).
@@ -29,7 +29,7 @@ from tiledup.tiles import tile_bytes
 
 AIRBUS_TRAIN_IMAGES = 192_556
 CORES = 2
-DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "airbus_samples"
+DEFAULT_IMAGES = Path(__file__).resolve().parents[1] / "tests" / "data" / "airbus_samples"
 
 
 def best_per_item(fn, items, rounds):

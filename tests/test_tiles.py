@@ -21,9 +21,9 @@ GOOD = ["2b6c7fd55.jpg", "5a70ef013.jpg", "73fec0637.jpg"]
 
 
 @pytest.fixture
-def shard(shared_data, tmp_path):
+def shard(real_data, tmp_path):
     """An images folder with 3 real chips and one file per kind of bad input, and its shard list."""
-    src = shared_data / "airbus_samples"
+    src = real_data / "airbus_samples"
     images = tmp_path / "images"
     images.mkdir()
     for name in GOOD:
@@ -87,10 +87,10 @@ def test_tile_table_and_rejects(shard, tmp_path, caplog):
     assert sorted(p.name for p in out.iterdir()) == ["rejects.parquet", "tiles.parquet"]  # no temp files
 
 
-def test_rows_hold_the_hashes_of_the_chip(shard, tmp_path, shared_data):
+def test_rows_hold_the_hashes_of_the_chip(shard, tmp_path, real_data):
     tiles, _, _ = run(shard, tmp_path)
     rows = tiles.filter(tiles.column("image_id").to_numpy(zero_copy_only=False) == "5a70ef013.jpg")
-    chip = read_chip(shared_data / "airbus_samples" / "5a70ef013.jpg")
+    chip = read_chip(real_data / "airbus_samples" / "5a70ef013.jpg")
     cut = cut_tiles(chip)
     h = hash_chip(chip, cut)
     assert rows.column("md5").to_pylist() == [hashlib.md5(cut[t].tobytes()).digest() for t in range(9)]
