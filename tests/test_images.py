@@ -40,7 +40,7 @@ def test_real_chips_decode_like_opencv(airbus_chips):
         chip = read_chip(path)
         assert chip.shape == (768, 768, 3) and chip.dtype == np.uint8
         ref = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        assert np.array_equal(chip, ref), path.name  # md5 of tiles does not depend on the decoder
+        assert np.array_equal(chip, ref), path.name  # tile digests do not depend on the decoder
 
 
 def test_cut_tiles_is_row_major_and_contiguous(chip_path):

@@ -1,6 +1,8 @@
 """Tile hashes and statistics, computed for the 9 tiles of a chip at once.
 
-- md5: hashlib over each tile's contiguous RGB bytes (row-major H x W x 3).
+- xxh3_128: xxHash's XXH3 128-bit digest of each tile's contiguous RGB bytes
+  (row-major H x W x 3), canonical (big-endian) bytes as `xxh128sum` prints
+  them. An exact-copy check, not a cryptographic one, at a fraction of MD5's cost.
 - bmh: BlockMeanHash mode 0, bit-for-bit equal to
   cv2.img_hash.blockMeanHash(tile_bgr, mode=BLOCK_MEAN_HASH_MODE_0). OpenCV
   resizes to 256 x 256 (a copy for our tiles), converts to grey with
@@ -26,10 +28,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import cv2
 import numpy as np
+import xxhash
 
 from .grid import CHIP, GRID, N_TILES, TILE
 
@@ -39,10 +40,10 @@ HASH_BYTES = BLOCKS * BLOCKS // 8  # 32
 MEDIAN_STRIDE = 4  # the dominant colour is the median of every 4th row and column
 
 
-def tile_md5(tiles: np.ndarray) -> np.ndarray:
-    """(9, 16) uint8: MD5 of each tile's RGB bytes. `tiles` must be C-contiguous (9, 256, 256, 3)."""
-    flat = tiles.reshape(len(tiles), -1)  # a view of cut_tiles' copy; a strided input gets copied
-    return np.frombuffer(b"".join(hashlib.md5(t).digest() for t in flat), np.uint8).reshape(-1, 16)
+def tile_digests(tiles: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8: xxh3-128 of each tile's RGB bytes. `tiles`: C-contiguous (n, 256, 256, 3)."""
+    flat = tiles.reshape(len(tiles), -1)  # one row-major buffer per tile, no copy
+    return np.frombuffer(b"".join(map(xxhash.xxh3_128_digest, flat)), np.uint8).reshape(-1, 16)
 
 
 def _block_sums(integral: np.ndarray) -> np.ndarray:
@@ -87,7 +88,7 @@ def hash_chip(chip: np.ndarray, tiles: np.ndarray, *, noise_levels: int = 3,
 
     chip: (768, 768, 3) RGB uint8; tiles: the same pixels as the C-contiguous
     (9, 256, 256, 3) array of images.cut_tiles. Returns arrays with 9 rows:
-    md5 (9,16), bmh (9,32), bmh96 (9,96), dominant (9,3) uint8, solid bool,
+    xxh3_128 (9,16), bmh (9,32), bmh96 (9,96), dominant (9,3) uint8, solid bool,
     and float32 r_mean, g_mean, b_mean, grey_std, entropy, dominant_share.
     """
     grey = grey_chip(chip)  # (768, 768)
@@ -102,7 +103,7 @@ def hash_chip(chip: np.ndarray, tiles: np.ndarray, *, noise_levels: int = 3,
     for t in np.flatnonzero(solid):  # few tiles: check the far outliers only where it matters
         solid[t] = 1.0 - _dominant_share(tiles[t:t + 1], dominant[t:t + 1], outlier_levels)[0] <= solid_outliers
     return {
-        "md5": tile_md5(tiles),
+        "xxh3_128": tile_digests(tiles),
         "bmh": _bmh_bits(grey_sums),
         "bmh96": bmh96,
         "solid": solid,

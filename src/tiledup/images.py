@@ -2,12 +2,12 @@
 
 simplejpeg (libjpeg-turbo, accurate DCT) decodes a 768 x 768 chip in about
 1.2 ms here against 2.9 ms for cv2.imdecode, with identical pixels, so tile
-md5s do not depend on which of the two decoded them.
+digests do not depend on which of the two decoded them.
 
 Colour policy: a greyscale JPEG is converted to RGB (R = G = B = Y, the same in
 every decoder); a 4-channel (CMYK / YCCK) JPEG is rejected, because decoders
 disagree on its RGB values (libjpeg-turbo and Pillow differ by about one level
-per channel on a round-tripped chip), so its md5s would not be reproducible.
+per channel on a round-tripped chip), so its tile digests would not be reproducible.
 Decoder warnings (truncated or corrupt data) reject the image instead of
 hashing the grey fill libjpeg-turbo pads it with.
 """

@@ -1,7 +1,7 @@
 """Tile + hash stage: one shard's chips -> tile table and rejects table (Parquet).
 
 Tile table, 9 rows per accepted image, sorted by (image_id, tile): image_id,
-tile, md5, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
+tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
 dominant, dominant_share (see hashing.py and TILE_SCHEMA). Rejects table:
 image_id, reason, one row per image that could not be tiled (possibly none).
 """
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 TILE_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("tile", pa.int8()),
-    ("md5", pa.binary(16)),
+    ("xxh3_128", pa.binary(16)),
     ("bmh", pa.binary(HASH_BYTES)),
     ("bmh96", pa.binary(3 * HASH_BYTES)),
     ("solid", pa.bool_()),
@@ -42,7 +42,7 @@ TILE_SCHEMA = pa.schema([
     ("dominant_share", pa.float32()),
 ])
 REJECT_SCHEMA = pa.schema([("image_id", pa.string()), ("reason", pa.string())])
-BINARY_COLUMNS = ("md5", "bmh", "bmh96", "dominant")
+BINARY_COLUMNS = ("xxh3_128", "bmh", "bmh96", "dominant")
 
 
 def tile_bytes(data: bytes, path, **solid_options) -> dict[str, np.ndarray]:
