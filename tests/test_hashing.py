@@ -8,7 +8,7 @@ import pytest
 import xxhash
 from PIL import Image
 
-from tiledup.hashing import block_mean_hash, hash_chip
+from tiledup.hashing import block_mean_hash, hash_tiles
 from tiledup.images import cut_tiles, decode_chip, read_chip
 
 
@@ -26,7 +26,7 @@ def opencv_bmh96(tile_rgb):
 
 def hashed(chip):
     tiles = cut_tiles(chip)
-    return tiles, hash_chip(chip, tiles)
+    return tiles, hash_tiles(tiles)
 
 
 @pytest.fixture(scope="module")

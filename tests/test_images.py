@@ -55,6 +55,20 @@ def test_cut_tiles_is_row_major_and_contiguous(chip_path):
         cut_tiles(chip[:512])
 
 
+def test_decode_and_cut_into_reused_buffers(airbus_chips):
+    """The tile stage decodes and cuts every chip into the same two buffers."""
+    chip_buffer = np.empty((768, 768, 3), np.uint8)
+    tile_buffer = np.empty((9, 256, 256, 3), np.uint8)
+    for path in airbus_chips[:3]:
+        data = path.read_bytes()
+        chip = decode_chip(data, path, out=chip_buffer)
+        assert np.shares_memory(chip, chip_buffer) and np.array_equal(chip, decode_chip(data))
+        tiles = cut_tiles(chip, out=tile_buffer)
+        assert tiles is tile_buffer and np.array_equal(tiles, cut_tiles(decode_chip(data)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cut_tiles(chip, out=np.empty((9, 256, 256, 4), np.uint8)[..., :3])
+
+
 def test_truncated_and_corrupt_jpegs_are_rejected(chip_path, tmp_path):
     data = chip_path.read_bytes()
     assert "corrupt JPEG" in reason_of(data[: len(data) // 2])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tiledup import cli
 from tiledup.errors import TiledupError
-from tiledup.hashing import hash_chip
+from tiledup.hashing import hash_tiles
 from tiledup.images import cut_tiles, read_chip
 from tiledup.tiles import REJECT_SCHEMA, TILE_SCHEMA, tile_shard
 
@@ -92,7 +92,7 @@ def test_rows_hold_the_hashes_of_the_chip(shard, tmp_path, real_data):
     rows = tiles.filter(tiles.column("image_id").to_numpy(zero_copy_only=False) == "5a70ef013.jpg")
     chip = read_chip(real_data / "airbus_samples" / "5a70ef013.jpg")
     cut = cut_tiles(chip)
-    h = hash_chip(chip, cut)
+    h = hash_tiles(cut)
     assert rows.column("xxh3_128").to_pylist() == [xxhash.xxh3_128_digest(cut[t].tobytes()) for t in range(9)]
     assert rows.column("bmh").to_pylist() == [h["bmh"][t].tobytes() for t in range(9)]
     assert rows.column("bmh96").to_pylist() == [h["bmh96"][t].tobytes() for t in range(9)]

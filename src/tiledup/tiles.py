@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import TiledupError
-from .grid import N_TILES
-from .hashing import HASH_BYTES, hash_chip
+from .grid import CHIP, N_TILES, TILE
+from .hashing import HASH_BYTES, hash_tiles
 from .images import RejectedImage, cut_tiles, decode_chip, read_bytes
 from .io import write_parquet
 from .manifest import read_list
@@ -45,10 +46,18 @@ REJECT_SCHEMA = pa.schema([("image_id", pa.string()), ("reason", pa.string())])
 BINARY_COLUMNS = ("xxh3_128", "bmh", "bmh96", "dominant")
 
 
+# Per-thread chip and tile buffers, reused from chip to chip: two fresh 1.8 MB arrays
+# per chip cost some 830 page faults, 1.7 ms here, more than decoding and hashing it.
+_buffers = threading.local()
+
+
 def tile_bytes(data: bytes, path, **solid_options) -> dict[str, np.ndarray]:
     """Decode, cut and hash one chip's JPEG bytes: the per-tile columns (9 rows each), or raise RejectedImage."""
-    chip = decode_chip(data, path)
-    return hash_chip(chip, cut_tiles(chip), **solid_options)
+    if not hasattr(_buffers, "chip"):
+        _buffers.chip = np.empty((CHIP, CHIP, 3), np.uint8)
+        _buffers.tiles = np.empty((N_TILES, TILE, TILE, 3), np.uint8)
+    chip = decode_chip(data, path, out=_buffers.chip)
+    return hash_tiles(cut_tiles(chip, out=_buffers.tiles), **solid_options)
 
 
 def tile_chip(path, **solid_options) -> dict[str, np.ndarray]:
