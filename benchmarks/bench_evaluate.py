@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_evaluate.py [--model results/model/dupnet.pt] [--repeat 3]
 
-On the real chips in ../shared/data/airbus_samples, every chip is paired with
+On the real chips in tests/data/airbus_samples, every chip is paired with
 every other one as a full overlap (tag 08: 9 tile pairs each), and the parts of
 evaluation are timed separately, in one run on the same pairs: chip decoding
 (once per chip), imagehash hashes (once per tile), pixel metrics and BMH
@@ -24,7 +24,7 @@ from tiledup import baselines
 from tiledup.images import cut_tiles, read_chip
 from tiledup.model import MODEL_DEFAULTS, DupNet, load_dupnet, predict
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "airbus_samples"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "airbus_samples"
 
 
 def best(fn, repeat):

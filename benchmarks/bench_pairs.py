@@ -4,7 +4,7 @@
 
 Times `make_pairs` (in memory) and `pair_shard` (Parquet in and out) on a
 synthetic tile table with the contract's schema (random hashes, ~5 % solid tiles,
-~2 % repeated md5s, a few near-solid tiles); building that table is not timed.
+~2 % repeated xxh3_128 digests, a few near-solid tiles); building that table is not timed.
 Tile tables given on the command line (default: results/tiles/*.parquet, if any)
 are timed too. CPU time is process time, so it is per core: numpy runs these
 steps on one thread.
@@ -35,17 +35,17 @@ def synthetic_tiles(n_images: int, seed: int = 0) -> pa.Table:
         data = rng.integers(0, 256, (rows, width), dtype=np.uint8) if data is None else data
         return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), rows, [None, pa.py_buffer(data)])
 
-    md5 = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
+    digest = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
     copy = np.flatnonzero(rng.random(rows) < 0.02)
     copy = copy[copy % 9 != 0]
-    md5[copy] = md5[copy - 1]
+    digest[copy] = digest[copy - 1]
     share = np.where(rng.random(rows) < 0.03, 0.99, rng.random(rows) * 0.9).astype(np.float32)
     zeros = np.zeros(rows, np.float32)
     return pa.table({
         "image_id": pa.array([f"{k:09x}.jpg" for k in range(n_images)]).take(
             pa.array(np.repeat(np.arange(n_images), 9))),
         "tile": np.tile(np.arange(9, dtype=np.int8), n_images),
-        "md5": binary(16, md5), "bmh": binary(32), "bmh96": binary(96),
+        "xxh3_128": binary(16, digest), "bmh": binary(32), "bmh96": binary(96),
         "solid": rng.random(rows) < 0.05,
         "r_mean": zeros, "g_mean": zeros, "b_mean": zeros, "grey_std": zeros, "entropy": zeros,
         "dominant": binary(3, np.full((rows, 3), 40, np.uint8)),
@@ -82,7 +82,7 @@ def main() -> None:
     report(f"make_pairs, synthetic {a.images:,} images", stats["candidates"], wall, cpu)
     print(f"    kept {stats['dups']:,} dups, {stats['nondups']:,} non-dups; "
           f"dropped {stats['solid']:,} solid, "
-          f"{stats['same_md5']:,} same md5, {stats['near_solid']:,} near-solid, {stats['balance']:,} balance")
+          f"{stats['same_digest']:,} same digest, {stats['near_solid']:,} near-solid, {stats['balance']:,} balance")
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "tiles.parquet", Path(tmp) / "pairs.parquet"
         pq.write_table(tiles, src, compression="zstd")

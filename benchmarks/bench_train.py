@@ -1,7 +1,7 @@
 """DupNet throughput on this machine: augmented pairs/s from the loader, training and inference pairs/s.
 
 Run: .venv/bin/python benchmarks/bench_train.py [--workers 2] [--pairs 256]
-Uses the real chips in ../shared/data/airbus_samples (self-supervised pairs) and
+Uses the real chips in tests/data/airbus_samples (self-supervised pairs) and
 the default `train` config. Prints whether training here is bound by the loader
 or by the model (goal: loader >= model at the default worker count).
 """
@@ -25,7 +25,7 @@ from tiledup.loader import TRAIN_STREAM, PairDataset, make_loader, read_pairs
 from tiledup.model import DupNet, MODEL_DEFAULTS, predict
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO.parent / "shared" / "data" / "airbus_samples"
+IMAGES = REPO / "tests" / "data" / "airbus_samples"
 
 
 def pair_table(path: Path) -> Path:

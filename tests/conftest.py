@@ -1,20 +1,19 @@
-"""Shared fixtures: the real reference data in ../shared/data (skipped only when absent)."""
+"""Shared fixtures: the real reference data in tests/data (see tests/data/README.md)."""
 
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real reference data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def real_data() -> Path:
+    return REAL_DATA
 
 
 @pytest.fixture(scope="session")
-def airbus_chips(shared_data) -> list[Path]:
-    return sorted((shared_data / "airbus_samples").glob("*.jpg"))
+def airbus_chips(real_data) -> list[Path]:
+    chips = sorted((real_data / "airbus_samples").glob("*.jpg"))
+    assert len(chips) == 24, f"expected the 24 real chips in {real_data / 'airbus_samples'}"
+    return chips

@@ -21,21 +21,25 @@ def _decode(path: Path) -> np.ndarray:
     return simplejpeg.decode_jpeg(path.read_bytes(), colorspace="RGB")
 
 
-def test_hls_shift_matches_gimp_on_every_reference_file(shared_data):
-    folder = shared_data / "gimp_hls"
+def test_hls_shift_matches_gimp_on_every_reference_file(real_data):
+    folder = real_data / "gimp_hls"
     original = _decode(folder / "03a5fd8d2.jpg")
     edits = sorted((folder / "03a5fd8d2").glob("*.jpg"))
-    assert len(edits) == 41
+    # every channel at both signs, and the largest amounts: lightness and saturation 100 %, hue 180
+    covered = {p.stem[:2] for p in edits}
+    assert covered == {"Hp", "Hm", "Lp", "Lm", "Sp", "Sm"}, covered
+    assert {"Hp180", "Lp100", "Lm100", "Sp100", "Sm100"} <= {p.stem for p in edits}
     mad = {}
     for path in edits:
-        name = path.stem  # e.g. Hp045 = hue +45 degrees, Lm020 = lightness -20 %
+        name = path.stem  # e.g. Hp135 = hue +135 degrees, Lm050 = lightness -50 %
         amount = int(name[2:]) * (1 if name[1] == "p" else -1)
         ours = hls_shift(original, name[0], amount)
         mad[name] = float(np.abs(ours.astype(np.int16) - _decode(path)).mean())
     report = ", ".join(f"{k} {v:.2f}" for k, v in mad.items())
     assert max(mad.values()) <= 2.5, f"mean abs diff vs GIMP per file: {report}"
-    # and the edits are real: the unedited chip is far from the large ones
-    assert float(np.abs(original.astype(np.int16) - _decode(folder / "03a5fd8d2" / "Hp090.jpg")).mean()) > 10
+    # and the edits are real: the unedited chip is far from every one of them
+    for path in edits:
+        assert float(np.abs(original.astype(np.int16) - _decode(path)).mean()) > 10, path.name
 
 
 def test_hls_shift_returns_new_array_and_rejects_unknown_channel():
@@ -88,7 +92,7 @@ def _table(tmp_path, rows) -> Path:
     return path
 
 
-def test_augmentations_keep_labels_and_duplicates_aligned(tmp_path, airbus_chips, shared_data):
+def test_augmentations_keep_labels_and_duplicates_aligned(tmp_path, airbus_chips, real_data):
     rows = []
     for path in airbus_chips[:4]:
         tiles = cut_tiles(read_chip(path))
@@ -97,7 +101,7 @@ def test_augmentations_keep_labels_and_duplicates_aligned(tmp_path, airbus_chips
     pairs = read_pairs(_table(tmp_path, rows), "training")
     # strong photometric settings: every side re-encoded, every pair colour-shifted
     strong = check_augment({"jpeg_p": 1.0, "hls_p": 1.0, "offset_p": 1.0})
-    ds = PairDataset(pairs, shared_data / "airbus_samples", seed=3, stream=TRAIN_STREAM, augment=strong)
+    ds = PairDataset(pairs, real_data / "airbus_samples", seed=3, stream=TRAIN_STREAM, augment=strong)
     for epoch in (1, 2):
         ds.epoch = epoch
         for i, (image_id, t1, t2) in enumerate(rows):
@@ -110,10 +114,10 @@ def test_augmentations_keep_labels_and_duplicates_aligned(tmp_path, airbus_chips
                 assert corr > 0.8, f"row {i} ({image_id}): duplicate decorrelated to {corr:.2f}"
 
 
-def test_validation_is_fixed_and_training_varies_by_epoch(tmp_path, airbus_chips, shared_data):
+def test_validation_is_fixed_and_training_varies_by_epoch(tmp_path, airbus_chips, real_data):
     rows = [(airbus_chips[2].name, 3, 3), (airbus_chips[2].name, 2, 6)]
     pairs = read_pairs(_table(tmp_path, rows), "validation")
-    images = shared_data / "airbus_samples"
+    images = real_data / "airbus_samples"
     aug = check_augment({})
     val = PairDataset(pairs, images, seed=0, stream=VAL_STREAM, augment=aug)
     loader = make_loader(val, batch_size=2, workers=0, shuffle=False, seed=0, pin_memory=False)
@@ -126,11 +130,11 @@ def test_validation_is_fixed_and_training_varies_by_epoch(tmp_path, airbus_chips
     assert any(not np.array_equal(first[i], tr[i][0].numpy()) for i in range(2))
 
 
-def test_loader_workers_do_not_change_the_stream(tmp_path, airbus_chips, shared_data):
+def test_loader_workers_do_not_change_the_stream(tmp_path, airbus_chips, real_data):
     """Randomness is keyed by (seed, epoch, row): 0 or 2 workers give identical batches."""
     rows = [(p.name, t, t if t % 2 else 8 - t) for p in airbus_chips[:2] for t in range(3)]
     pairs = read_pairs(_table(tmp_path, rows), "training")
-    ds = PairDataset(pairs, shared_data / "airbus_samples", seed=1, stream=TRAIN_STREAM,
+    ds = PairDataset(pairs, real_data / "airbus_samples", seed=1, stream=TRAIN_STREAM,
                      augment=check_augment({}))
     def batches(workers):
         loader = make_loader(ds, batch_size=2, workers=workers, shuffle=True, seed=1, pin_memory=False)

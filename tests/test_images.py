@@ -40,7 +40,7 @@ def test_real_chips_decode_like_opencv(airbus_chips):
         chip = read_chip(path)
         assert chip.shape == (768, 768, 3) and chip.dtype == np.uint8
         ref = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        assert np.array_equal(chip, ref), path.name  # md5 of tiles does not depend on the decoder
+        assert np.array_equal(chip, ref), path.name  # tile digests do not depend on the decoder
 
 
 def test_cut_tiles_is_row_major_and_contiguous(chip_path):
@@ -53,6 +53,20 @@ def test_cut_tiles_is_row_major_and_contiguous(chip_path):
     assert np.array_equal(tiles[3], chip[256:512, 0:256])
     with pytest.raises(ValueError, match="shape"):
         cut_tiles(chip[:512])
+
+
+def test_decode_and_cut_into_reused_buffers(airbus_chips):
+    """The tile stage decodes and cuts every chip into the same two buffers."""
+    chip_buffer = np.empty((768, 768, 3), np.uint8)
+    tile_buffer = np.empty((9, 256, 256, 3), np.uint8)
+    for path in airbus_chips[:3]:
+        data = path.read_bytes()
+        chip = decode_chip(data, path, out=chip_buffer)
+        assert np.shares_memory(chip, chip_buffer) and np.array_equal(chip, decode_chip(data))
+        tiles = cut_tiles(chip, out=tile_buffer)
+        assert tiles is tile_buffer and np.array_equal(tiles, cut_tiles(decode_chip(data)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cut_tiles(chip, out=np.empty((9, 256, 256, 4), np.uint8)[..., :3])
 
 
 def test_truncated_and_corrupt_jpegs_are_rejected(chip_path, tmp_path):

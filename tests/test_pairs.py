@@ -1,12 +1,11 @@
-"""Pair generation: canonical order, caps, the solid / md5 / near-solid rules, balancing, errors."""
-
-import hashlib
+"""Pair generation: canonical order, caps, the solid / equal-digest / near-solid rules, balancing, errors."""
 
 import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 
 from tiledup.cli import main
 from tiledup.errors import TiledupError
@@ -41,7 +40,7 @@ def sharp_tile_table(paths) -> pa.Table:
             hist = np.bincount(grey.ravel(), minlength=256) / grey.size
             cols["image_id"].append(path.name)
             cols["tile"].append(t)
-            cols["md5"].append(hashlib.md5(tile.tobytes()).digest())
+            cols["xxh3_128"].append(xxhash.xxh3_128_digest(tile.tobytes()))
             cols["bmh"].append(cv2.img_hash.blockMeanHash(tile[:, :, ::-1].copy(), mode=0).tobytes())
             cols["bmh96"].append(b"".join(cv2.img_hash.blockMeanHash(np.ascontiguousarray(tile[:, :, c]),
                                                                      mode=0).tobytes() for c in range(3)))
@@ -56,19 +55,19 @@ def sharp_tile_table(paths) -> pa.Table:
 
 
 def synthetic_tiles(n_images: int, seed: int = 0, solid_rate: float = 0.05,
-                    same_md5_rate: float = 0.02) -> pa.Table:
-    """A random tile table with the contract's schema: some solid tiles, some repeated md5s."""
+                    same_digest_rate: float = 0.02) -> pa.Table:
+    """A random tile table with the contract's schema: some solid tiles, some repeated digests."""
     rng = np.random.default_rng(seed)
     rows = n_images * 9
-    md5 = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
-    copy = np.flatnonzero(rng.random(rows) < same_md5_rate)
+    digest = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
+    copy = np.flatnonzero(rng.random(rows) < same_digest_rate)
     copy = copy[copy % 9 != 0]
-    md5[copy] = md5[copy - 1]  # the previous tile of the same image
+    digest[copy] = digest[copy - 1]  # the previous tile of the same image
     dominant = rng.integers(0, 256, (rows, 3), dtype=np.uint8)
     return pa.table({
         "image_id": [f"{k:09x}.jpg" for k in range(n_images) for _ in range(9)],
         "tile": np.tile(np.arange(9, dtype=np.int8), n_images),
-        "md5": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), rows, [None, pa.py_buffer(md5)]),
+        "xxh3_128": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), rows, [None, pa.py_buffer(digest)]),
         "bmh": _binary(rng.integers(0, 256, (rows, 32), dtype=np.uint8)),
         "bmh96": _binary(rng.integers(0, 256, (rows, 96), dtype=np.uint8)),
         "solid": rng.random(rows) < solid_rate,
@@ -114,7 +113,7 @@ def check_invariants(pairs: pa.Table, tiles: pa.Table) -> None:
     t2 = tdf.loc[list(zip(df.image_id, df.tile2))]
     assert not t1.solid.to_numpy().any() and not t2.solid.to_numpy().any()
     nondup = ~df.is_dup.to_numpy()
-    assert not (t1.md5.to_numpy()[nondup] == t2.md5.to_numpy()[nondup]).any()
+    assert not (t1.xxh3_128.to_numpy()[nondup] == t2.xxh3_128.to_numpy()[nondup]).any()
     # bmh_sim is 1 - hamming / 256, recomputed bit by bit.
     b1 = np.frombuffer(b"".join(t1.bmh), np.uint8).reshape(-1, 32)
     b2 = np.frombuffer(b"".join(t2.bmh), np.uint8).reshape(-1, 32)
@@ -134,7 +133,7 @@ def test_invariants_on_a_synthetic_table(balance):
     pairs, stats = make_pairs(tiles, balance=balance, min_bmh_sim=0.5)
     check_invariants(pairs, tiles)
     assert stats["candidates"] == 300 * 45
-    assert stats["solid"] > 0 and stats["same_md5"] > 0
+    assert stats["solid"] > 0 and stats["same_digest"] > 0
     assert stats["dups"] + stats["nondups"] == pairs.num_rows
 
 
@@ -147,8 +146,8 @@ def test_invariants_on_real_chips(real_tiles, sharp_tiles):
 
 
 def test_all_45_candidates_of_a_clean_image():
-    """No solid tile, distinct md5s, no near-solid tiles, no balancing: 9 + 36 pairs."""
-    tiles = synthetic_tiles(5, seed=2, solid_rate=0, same_md5_rate=0)
+    """No solid tile, distinct digests, no near-solid tiles, no balancing: 9 + 36 pairs."""
+    tiles = synthetic_tiles(5, seed=2, solid_rate=0, same_digest_rate=0)
     pairs, _ = make_pairs(tiles, balance="none")
     df = pairs.to_pandas()
     assert len(df) == 5 * 45
@@ -157,7 +156,7 @@ def test_all_45_candidates_of_a_clean_image():
 
 
 def test_solid_tiles_never_pair():
-    tiles = synthetic_tiles(2, seed=3, solid_rate=0, same_md5_rate=0)
+    tiles = synthetic_tiles(2, seed=3, solid_rate=0, same_digest_rate=0)
     solid = np.zeros(18, bool)
     solid[[4, 9 + 0, 9 + 8]] = True
     pairs, stats = make_pairs(with_column(tiles, "solid", solid), balance="none")
@@ -168,20 +167,20 @@ def test_solid_tiles_never_pair():
     assert stats["solid"] == 90 - 36 - 28
 
 
-def test_equal_md5_drops_only_the_nondup_pair():
-    tiles = synthetic_tiles(1, seed=4, solid_rate=0, same_md5_rate=0)
-    md5 = list(tiles["md5"].to_pylist())
-    md5[5] = md5[2]
-    pairs, stats = make_pairs(with_column(tiles, "md5", md5), balance="none")
+def test_equal_digest_drops_only_the_nondup_pair():
+    tiles = synthetic_tiles(1, seed=4, solid_rate=0, same_digest_rate=0)
+    digest = list(tiles["xxh3_128"].to_pylist())
+    digest[5] = digest[2]
+    pairs, stats = make_pairs(with_column(tiles, "xxh3_128", digest), balance="none")
     got = set(zip(pairs["tile1"].to_pylist(), pairs["tile2"].to_pylist()))
     assert (2, 5) not in got and (2, 2) in got and (5, 5) in got
-    assert len(got) == 44 and stats["same_md5"] == 1
+    assert len(got) == 44 and stats["same_digest"] == 1
 
 
 def test_near_solid_rule():
     """Dominant colours within near_solid_tol levels and share1 + share2 - 1 >= near_solid_share:
     the i != j pair goes."""
-    tiles = synthetic_tiles(1, seed=5, solid_rate=0, same_md5_rate=0)
+    tiles = synthetic_tiles(1, seed=5, solid_rate=0, same_digest_rate=0)
     share = np.full(9, 0.5, np.float32)
     share[[0, 1, 2, 3]] = [0.99, 0.985, 0.99, 0.96]
     dominant = [bytes([10, 60, 120])] * 9

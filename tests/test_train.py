@@ -54,8 +54,8 @@ def _history(out_dir):
         return list(csv.DictReader(f))
 
 
-def test_short_cpu_run_learns(tables, shared_data, tmp_path):
-    best = train(*tables, shared_data / "airbus_samples", tmp_path, workers=0, epochs=3, **TINY)
+def test_short_cpu_run_learns(tables, real_data, tmp_path):
+    best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0, epochs=3, **TINY)
     hist = _history(tmp_path)
     assert [int(r["epoch"]) for r in hist] == [1, 2, 3]
     assert list(hist[0]) == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -65,8 +65,8 @@ def test_short_cpu_run_learns(tables, shared_data, tmp_path):
     assert model.config["width"] == 8
 
 
-def test_resume_after_kill_continues_and_matches_an_uninterrupted_run(tables, shared_data, tmp_path):
-    images = shared_data / "airbus_samples"
+def test_resume_after_kill_continues_and_matches_an_uninterrupted_run(tables, real_data, tmp_path):
+    images = real_data / "airbus_samples"
     opts = dict(TINY, model={"width": 4, "depth": 1})
     run = tmp_path / "killed"
     # A real kill: the CLI training for many epochs, killed once epoch 1 is checkpointed.
@@ -107,8 +107,8 @@ def test_resume_after_kill_continues_and_matches_an_uninterrupted_run(tables, sh
     assert [int(r["epoch"]) for r in _history(run)] == [1]
 
 
-def test_bad_input_is_named(tables, shared_data, tmp_path, airbus_chips):
-    images = shared_data / "airbus_samples"
+def test_bad_input_is_named(tables, real_data, tmp_path, airbus_chips):
+    images = real_data / "airbus_samples"
     empty = _write([], tmp_path / "empty.parquet")
     with pytest.raises(TiledupError, match="empty.parquet: training table has no rows"):
         train(empty, tables[1], images, tmp_path / "m", workers=0, **TINY)

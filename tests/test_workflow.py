@@ -93,11 +93,11 @@ def test_lint_passes(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_real_chips_without_truth_say_so(tmp_path, shared_data):
+def test_real_chips_without_truth_say_so(tmp_path, real_data):
     """A user's own folder (the real Airbus chips) and no truth: every stage runs, evaluation says so."""
     (tmp_path / "wf").mkdir()
     work = workflow_copy(tmp_path / "wf")
-    images = shared_data / "airbus_samples"
+    images = real_data / "airbus_samples"
     snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}")
     metrics = json.loads((work / "results/eval/metrics.json").read_text())
     assert metrics["n_overlaps"] == 0 and metrics["methods"] == {}

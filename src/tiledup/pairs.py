@@ -9,7 +9,7 @@ says 9 + 36).
 
 Candidates are dropped when they carry no scene signal:
 - any pair with a solid tile (no usable content);
-- i != j with equal md5 (two copies of one cloud are not a scene difference);
+- i != j with equal xxh3_128 digests (two copies of one cloud are not a scene difference);
 - i != j where both tiles are near-solid in the same colour. The seed drops a pair
   whose absolute difference image is more than 97 % one value. Without pixels this
   is approximated from the tile table: the dominant colours agree within
@@ -62,8 +62,8 @@ PAIR_SCHEMA = pa.schema([
 ])
 
 # Tile-table columns this stage reads, with the fixed binary widths of the contract.
-TILE_COLUMNS = ["image_id", "tile", "md5", "bmh", "bmh96", "solid", "dominant", "dominant_share"]
-BINARY_WIDTH = {"md5": 16, "bmh": 32, "bmh96": 96, "dominant": 3}
+TILE_COLUMNS = ["image_id", "tile", "xxh3_128", "bmh", "bmh96", "solid", "dominant", "dominant_share"]
+BINARY_WIDTH = {"xxh3_128": 16, "bmh": 32, "bmh96": 96, "dominant": 3}
 
 
 def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup: float = 1.0,
@@ -101,7 +101,7 @@ def make_pairs(tiles: pa.Table, *, source: str = "<table>", balance: str = "rank
     keep = np.empty((n, IS_DUP.size), bool)
     ham = np.empty((n, IS_DUP.size), np.int16)
     ham96 = np.empty((n, IS_DUP.size), np.int16)
-    stats = dict(images=n, candidates=n * IS_DUP.size, solid=0, same_md5=0, near_solid=0)
+    stats = dict(images=n, candidates=n * IS_DUP.size, solid=0, same_digest=0, near_solid=0)
     for lo in range(0, n, CHUNK):
         part = slice(lo, min(lo + CHUNK, n))
         k, h, h96, s = _candidates({name: a[part] for name, a in t.items()},
@@ -132,15 +132,15 @@ def _candidates(t: dict, near_solid_share: float, near_solid_tol: int):
     """Filters and Hamming distances of the 45 candidates of a block of images: (n, 45) arrays."""
     i, j = TILE1, TILE2
     solid = t["solid"][:, i] | t["solid"][:, j]
-    same_md5 = (t["md5"][:, i] == t["md5"][:, j]).all(-1) & ~IS_DUP
+    same_digest = (t["xxh3_128"][:, i] == t["xxh3_128"][:, j]).all(-1) & ~IS_DUP
     near_solid = ((t["share"][:, i] + t["share"][:, j] - 1 >= near_solid_share)
                   & (np.abs(t["dominant"][:, i] - t["dominant"][:, j]).max(-1) <= near_solid_tol)
                   & ~IS_DUP)
     ham, ham96 = _hamming(t["bmh"]), _hamming(t["bmh96"])
     # Count each dropped candidate under the first rule that drops it.
-    stats = dict(solid=int(solid.sum()), same_md5=int((same_md5 & ~solid).sum()),
-                 near_solid=int((near_solid & ~solid & ~same_md5).sum()))
-    return ~(solid | same_md5 | near_solid), ham, ham96, stats
+    stats = dict(solid=int(solid.sum()), same_digest=int((same_digest & ~solid).sum()),
+                 near_solid=int((near_solid & ~solid & ~same_digest).sum()))
+    return ~(solid | same_digest | near_solid), ham, ham96, stats
 
 
 def _hamming(words: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ def _balance(keep, ham, ham96, balance, nondup_per_dup, min_bmh_sim) -> np.ndarr
 def _tile_arrays(tiles: pa.Table, source: str) -> tuple[pa.Array, dict[str, np.ndarray]]:
     """Image ids (one per image) and per-image arrays of the tile table, checked against the contract.
 
-    md5, bmh and bmh96 become uint64 words so that equality and Hamming distance
+    xxh3_128, bmh and bmh96 become uint64 words so that equality and Hamming distance
     are a few word operations per pair.
     """
     missing = [c for c in TILE_COLUMNS if c not in tiles.column_names]
@@ -200,7 +200,7 @@ def _tile_arrays(tiles: pa.Table, source: str) -> tuple[pa.Array, dict[str, np.n
     binary = {name: _fixed_binary(tiles[name], width, name, source).reshape(n, N_TILES, width)
               for name, width in BINARY_WIDTH.items()}
     arrays = {
-        "md5": binary["md5"].view(np.uint64),
+        "xxh3_128": binary["xxh3_128"].view(np.uint64),
         "bmh": binary["bmh"].view(np.uint64),
         "bmh96": binary["bmh96"].view(np.uint64),
         "dominant": binary["dominant"].astype(np.int16),

@@ -2,7 +2,7 @@
 
 Two chips of one pass that overlap see the same pixels of the pass; in the
 real set they still differ (separate radiometric processing and JPEG
-encodes), so md5 equality is no shortcut. Each chip therefore gets, at
+encodes), so equal tile digests are no shortcut. Each chip therefore gets, at
 random, a per-channel radiometric offset, an HLS shift and its own JPEG
 quality. Fill values (no-data, blue border) are written after those changes,
 as a product writes them, so solid fill tiles stay identical.
