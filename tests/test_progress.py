@@ -76,7 +76,7 @@ def test_unknown_total_and_no_last_line_after_an_error(caplog):
 def test_durations_and_rates():
     assert [duration(s) for s in (0, 42.4, 185, 7620)] == ["0 s", "42 s", "3 min 05 s", "2 h 07 min"]
     assert rate(0, 5, "pairs") == "- pairs/s" and rate(3, 1.5, "pairs") == "2.0 pairs/s"
-    assert rate(2, 300, "tile pairs") == "150.0 s per tile pair"
+    assert rate(2, 300, "tile pairs") == "2 min 30 s per tile pair" and rate(2, 90, "epochs") == "45.0 s per epoch"
 
 
 def test_tile_shard_logs_progress(monkeypatch, caplog, airbus_chips, tmp_path):

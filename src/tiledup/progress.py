@@ -35,13 +35,14 @@ def duration(seconds: float) -> str:
 
 
 def rate(count: float, seconds: float, unit: str) -> str:
-    """`85.2 images/s`, or `12.0 s per epoch` when slower than one per second."""
+    """`85.2 images/s`, or `12.0 s per epoch` / `3 min 30 s per epoch` when slower than one per second."""
     if count <= 0 or seconds <= 0:
         return f"- {unit}/s"
     per_second = count / seconds
     if per_second >= 1:
         return f"{per_second:,.1f} {unit}/s"
-    return f"{seconds / count:.1f} s per {unit[:-1] if unit.endswith('s') else unit}"
+    each = seconds / count
+    return (f"{each:.1f} s" if each < 60 else duration(each)) + f" per {unit[:-1] if unit.endswith('s') else unit}"
 
 
 class Progress:
