@@ -83,4 +83,5 @@ def all_targets():
         f"{RESULTS}/model/dupnet.pt",
         f"{RESULTS}/eval/metrics.json",
         f"{RESULTS}/eval/report.html",
+        f"{RESULTS}/eval/errors.csv",
     ]
