@@ -22,7 +22,10 @@ from pathlib import Path
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Runs in the page after layout; the measurements land in <body data-*> for --dump-dom.
 PROBE = """<script>addEventListener("load", () => {
-  const top = s => { const e = document.querySelector(s); return e ? Math.round(e.getBoundingClientRect().bottom) : -1; };
+  const top = s => {
+    const e = document.querySelector(s);
+    return e ? Math.round(e.getBoundingClientRect().bottom) : -1;
+  };
   const grid = document.querySelector(".gallery");
   document.body.dataset.columns = grid ? getComputedStyle(grid).gridTemplateColumns.split(" ").length : 0;
   document.body.dataset.summaryBottom = top(".summary");

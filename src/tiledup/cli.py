@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", required=True, help="folder to write the JPEG chips into")
     s.add_argument("--truth", required=True, help="dup_truth file to write (img1 img2 tag is_dup per line)")
     s.add_argument("--layout", required=True, help="Parquet file to write each chip's scene, pass and position into")
-    s.add_argument("--workers", type=int, default=2, help="processes rendering scenes (the output does not depend on it)")
+    s.add_argument("--workers", type=int, default=2,
+                   help="processes rendering scenes (the output does not depend on it)")
 
     s = command("manifest", cmd_manifest, "list the images folder once and assign every image to a shard",
                 "List the images folder once and assign every image to one of N shards by a stable "

@@ -54,8 +54,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 td.best{background:#c9f2c9;font-weight:bold}.note{background:#fff6d6;border:1px solid #e6d38a;padding:.6em 1em}
 .summary{background:#eef4fb;border:1px solid #b8cde6;padding:.4em 1.2em;font-size:15px}
-.toc{columns:2 18em;background:#fafafa;border:1px solid #ddd;padding:.5em 1em;max-width:60em}
-.toc ol{margin:.2em 0}.toc a{text-decoration:none}
+.toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;max-width:60em;margin-top:1em}
+.toc ol{margin:.2em 0;columns:2 18em}.toc a{text-decoration:none}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,560px));gap:1em}.plots img{width:100%}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px}
 figure{margin:0;border:1px solid #ddd;padding:5px;background:#fff}figure img{width:100%;display:block}
@@ -63,13 +63,19 @@ figcaption{font-size:12px;line-height:1.35;margin-top:4px;overflow-wrap:anywhere
 figcaption .scores{color:#555;font-family:monospace;font-size:11px}
 .fp{color:#b00020;font-weight:bold}.fn{color:#0050a0;font-weight:bold}.ok{color:#1b6e1b;font-weight:bold}
 .legend{display:flex;gap:1.5em;align-items:center;flex-wrap:wrap;max-width:75em}
-.legend img{width:256px;height:14px;border:1px solid #999}.scale{font-size:12px;display:flex;justify-content:space-between;width:258px}
+.legend img{width:256px;height:14px;border:1px solid #999}
+.scale{font-size:12px;display:flex;justify-content:space-between;width:258px}
 .cm{display:inline-block;margin-right:1.5em;vertical-align:top}
 """
 
 log = logging.getLogger(__name__)
 
 Section = tuple[str, str, str]  # (anchor id, title, HTML)
+
+
+def dupnet_first(methods) -> list[str]:
+    """Method names in their given order, DupNet moved to the front."""
+    return sorted(methods, key=lambda m: m != "dupnet")
 
 
 @dataclass
@@ -92,7 +98,7 @@ class ReportData:
     @property
     def methods(self) -> list[str]:
         """Every scored method, DupNet first."""
-        return sorted(self.metrics["validation"]["methods"], key=lambda m: m != "dupnet")
+        return dupnet_first(self.metrics["validation"]["methods"])
 
     @property
     def has_truth(self) -> bool:
@@ -249,7 +255,7 @@ def gallery(cards: list[str]) -> str:
 
 
 def metrics_table(methods: dict, validation: dict) -> str:
-    names = sorted(methods, key=lambda m: m != "dupnet")
+    names = dupnet_first(methods)
     best = {}
     for key, _, higher in COLUMNS:
         vals = [methods[m][key] for m in names if methods[m][key] is not None]
@@ -271,8 +277,9 @@ def metrics_table(methods: dict, validation: dict) -> str:
 
 
 def validation_table(validation: dict) -> str:
-    rows = "".join(f"<tr><td>{m}</td><td>{v['threshold']:.4f}</td><td>{v['accuracy']:.4f}</td>"
-                   f"<td>{v['roc_auc']:.4f}</td></tr>" for m, v in validation.items())
+    rows = "".join(f"<tr><td>{m}</td><td>{validation[m]['threshold']:.4f}</td>"
+                   f"<td>{validation[m]['accuracy']:.4f}</td><td>{validation[m]['roc_auc']:.4f}</td></tr>"
+                   for m in dupnet_first(validation))
     return ("<table><tr><th>method</th><th>threshold</th><th>val. accuracy</th><th>val. ROC-AUC</th></tr>"
             f"{rows}</table>")
 
@@ -420,9 +427,10 @@ def undecidable_section(data: ReportData) -> Section | None:
                    f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in und)
     c = data.metrics["counts"]["undecidable"]
     return ("undecidable", f"Undecidable overlaps ({len(und):,})",
-            f"<p>Every tile pair of these overlaps is solid on both sides (one colour up to JPEG noise: cloud, no-data, border band), so no "
-            f"method has evidence and none is scored: {c['dup']:,} duplicates and {c['nondup']:,} not by the "
-            "truth. They are left out of every figure above.</p>"
+            "<p>Every tile pair of these overlaps is solid on both sides (one colour up to JPEG noise: "
+            "cloud, no-data, border band), so no method has evidence and none is scored: "
+            f"{c['dup']:,} duplicates and {c['nondup']:,} not by the truth. They are left out of every "
+            "figure above.</p>"
             + collapsible(f"Show the {len(und):,} overlaps",
                           f"<table><tr><th>img1</th><th>img2</th><th>tag</th><th>is_dup</th></tr>{rows}</table>"))
 
@@ -468,7 +476,7 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
                  gallery_correct: int = 12, thumb: int = 128, seed: int = 0, extra: dict | None = None) -> None:
     """Write report.html, errors.csv, roc.png and pr.png into out_dir."""
     out_dir = Path(out_dir)
-    methods = sorted(metrics["validation"]["methods"], key=lambda m: m != "dupnet")
+    methods = dupnet_first(metrics["validation"]["methods"])
     roc, pr = curves(scored, methods)
     write_bytes(roc, out_dir / "roc.png")
     write_bytes(pr, out_dir / "pr.png")
