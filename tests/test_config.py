@@ -32,14 +32,16 @@ def test_defaults_are_valid(defaults):
 
 def test_unknown_top_level_key_lists_the_allowed_keys(defaults):
     [line] = errors_of(defaults, lambda c: c.update(shard=3))
-    assert line.startswith("unknown key `shard` (did you mean `shards`?); allowed keys at the top level: ")
-    assert line.endswith("demo, evaluate, images, pairs, sample, shards, tiles, train, truth")
+    allowed = ", ".join(sorted(load_schema(SCHEMA)["properties"]))  # demo, evaluate, images, ...
+    assert line == f"unknown key `shard` (did you mean `shards`?); allowed keys at the top level: {allowed}"
 
 
 def test_nested_typo_names_the_key_path_and_the_block_keys(defaults):
     [line] = errors_of(defaults, lambda c: c["train"]["model"].update(widht=32))
+    allowed = sorted(load_schema(SCHEMA)["properties"]["train"]["properties"]["model"]["properties"])
+    assert {"depth", "stem", "width"} <= set(allowed)
     assert line == ("unknown key `train.model.widht` (did you mean `train.model.width`?); allowed keys in "
-                    "`train.model`: depth, max_width, normalize, stem, width")
+                    f"`train.model`: {', '.join(allowed)}")
 
 
 @pytest.mark.parametrize("block, key, value, expected", [

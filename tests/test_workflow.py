@@ -118,9 +118,9 @@ def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
 
 
 @pytest.mark.parametrize("edit, names", [
-    ("--config bogus=1", ["unknown key `bogus`", "allowed keys at the top level: demo, evaluate, images"]),
+    ("--config bogus=1", ["unknown key `bogus`", "allowed keys at the top level: demo, evaluate, images, "]),
     ("tiles:\n  noise_level: 3\n", ["unknown key `tiles.noise_level` (did you mean `tiles.noise_levels`?)",
-                                   "allowed keys in `tiles`: noise_levels, outlier_levels"]),
+                                   "allowed keys in `tiles`: ", "noise_levels"]),
     ("train:\n  epochs: five\n", ["`train.epochs` must be an integer >= 1; got 'five'"]),
 ])
 def test_config_mistakes_are_short_and_name_the_key_path(tmp_path, edit, names):
