@@ -38,3 +38,36 @@ def test_corrupt_parquet_input_names_the_file(tmp_path, caplog):
     code = main(["pairs", "--tiles", str(bad), "--out", str(tmp_path / "p.parquet")])
     assert code == 2
     assert f"{bad}: tile table is not readable Parquet" in caplog.text
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tiledup {metadata.version('tiledup')}"
+
+
+def test_help_says_what_the_tool_and_each_command_are_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "same-place, same-time duplicate chips" in text and "delegates" not in text
+    for command in ("demo", "manifest", "tiles", "pairs", "dataset", "train", "evaluate"):
+        assert f"\n    {command} " in text, command
+    assert "tail -f results/logs/" in text
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from tiledup.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    parsers = {"tiledup": parser, **sub.choices}
+    missing = [f"{name} {'/'.join(a.option_strings)}" for name, p in parsers.items() for a in p._actions
+               if a.option_strings and not (a.help and a.help.strip() and a.help != argparse.SUPPRESS)]
+    assert missing == []
+    assert all(p.description and len(p.description) > 40 for p in sub.choices.values())

@@ -271,3 +271,40 @@ def test_validation_split_with_one_class_is_a_clear_error(case, tmp_path):
     pq.write_table(pa.Table.from_pandas(val[val.is_dup], preserve_index=False), one_class)
     with pytest.raises(TiledupError, match=rf"{one_class}: the validation split needs duplicates and non-dup"):
         evaluate(**{**paths, "val_path": one_class}, out_dir=tmp_path / "eval", device="cpu")
+
+
+def test_counts_add_up_and_errors_csv_lists_every_dupnet_error(case):
+    root, _, metrics = case
+    c = metrics["counts"]
+    assert c["all"]["overlaps"] == metrics["n_overlaps"] == c["decidable"]["overlaps"] + c["undecidable"]["overlaps"]
+    for k in ("dup", "nondup"):
+        assert c["all"][k] == c["decidable"][k] + c["undecidable"][k]
+    assert (c["decidable"]["dup"], c["decidable"]["nondup"]) == (metrics["n_dup"], metrics["n_nondup"])
+    assert (c["undecidable"]["overlaps"], c["undecidable"]["dup"]) == (1, 1)
+    scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
+    wrong = scores[scores.decidable & (scores.dupnet_pred != scores.is_dup)]
+    errors = pd.read_csv(root / "eval" / "errors.csv", dtype={"tag": str})
+    assert len(errors) == len(wrong) == metrics["methods"]["dupnet"]["errors"] > 0
+    assert set(zip(errors.img1, errors.img2, errors.tag)) == set(zip(wrong.img1, wrong.img2, wrong.tag))
+    assert list(errors["rank"]) == list(range(1, len(errors) + 1))
+    margin = (errors.dupnet - metrics["methods"]["dupnet"]["threshold"]).abs()
+    assert margin.is_monotonic_decreasing  # most confident first, the gallery's order
+
+
+def test_evaluation_logs_progress(case, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from tiledup import progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a line per batch
+    caplog.set_level(logging.INFO)
+    root, paths, metrics = case
+    evaluate(**paths, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
+    said = [r.getMessage() for r in caplog.records]
+    n_val = metrics["validation"]["n_pairs"]
+    n_truth = int(pq.read_table(root / "eval" / "scores.parquet").column("n_informative").to_numpy().sum())
+    assert f"validation tile pairs: started, {n_val} tile pairs" in said
+    assert any(m.startswith(f"validation tile pairs: 16/{n_val} tile pairs") and "ETA" in m for m in said)
+    assert f"truth tile pairs: started, {n_truth} tile pairs" in said
+    assert any(m.startswith(f"truth tile pairs: done, {n_truth} tile pairs in ") for m in said)
+    assert any(m.startswith("report error gallery: done, ") for m in said)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiledup.evaluate import method_metrics, verdict
+from tiledup.evaluate import evaluate, method_metrics, overlap_counts, verdict
 from tiledup.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
-from tiledup.report import channel_subtraction, overlap_box, panel, write_report
+from tiledup.report import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
+                            overlap_box, page, panel, write_report)
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -23,14 +24,27 @@ def test_overlap_box_covers_exactly_the_tag_tiles():
     assert overlap_box("08") == (0, 0, 768, 768) and overlap_box("55") == (256, 512, 512, 768)
 
 
-def test_channel_subtraction_uses_the_overlap_median_and_wraps():
+def test_channel_subtraction_is_signed_against_the_overlap_median():
     chip = np.zeros((768, 768, 3), np.uint8)
     chip[:256, :256] = (10, 20, 30)  # the overlap region of tag "00"
-    chip[600, 600] = (5, 25, 30)
+    chip[600, 600] = (4, 20, 30)
     out = channel_subtraction(chip, overlap_box("00"))
-    assert tuple(out[0, 0]) == (0, 0, 0)
-    assert tuple(out[600, 600]) == (251, 5, 0)  # 5 - 10 wraps to 251
-    assert tuple(out[700, 10]) == (246, 236, 226)  # 0 - (10, 20, 30), wrapped
+    assert out.dtype == np.float32 and out.shape == (768, 768)
+    assert out[0, 0] == 0
+    assert out[600, 600] == -2  # (4 - 10) / 3: darker than the median by 6 levels in R
+    assert out[700, 10] == -20  # black: (-10 - 20 - 30) / 3, no uint8 wrap-around
+
+
+def test_diverging_map_is_white_at_zero_signed_and_clipped():
+    v = diverging(np.array([[-100, -DIFF_CLIP, -DIFF_CLIP / 4, 0, DIFF_CLIP / 4, DIFF_CLIP, 100]], np.float32))[0]
+    assert (v[3] > 240).all()  # as the median: white
+    assert tuple(v[0]) == tuple(v[1]) and tuple(v[5]) == tuple(v[6])  # clipped, never wrapped
+    assert v[5][0] > v[5][2] and v[1][2] > v[1][0]  # brighter red, darker blue
+    assert v[4][0] > v[4][2] and v[2][2] > v[2][0]
+    # a quarter of the clip is half way to full colour (square-root scale)
+    assert tuple(v[4]) == tuple(_LUT[191]) and tuple(v[2]) == tuple(_LUT[64])
+    # dark sea one level below its median stays pale (the seed's view made it 255 = noise)
+    assert (diverging(np.array([[-1.0]]))[0, 0] > 200).all()
 
 
 def test_panel_draws_both_boxes(airbus_chips):
@@ -63,6 +77,7 @@ def report_inputs(airbus_chips):
                for m in METHODS}
     metrics = {
         "n_overlaps": 4, "n_undecidable": 1, "n_decidable": 3, "n_dup": 2, "n_nondup": 1, "truth": "t",
+        "counts": overlap_counts(scored),
         "skipped_truth_lines": [{"line": "t:9", "text": "x", "reason": "expected 4 fields"}],
         "undecidable": [{"img1": names[3], "img2": names[4], "tag": "18", "is_dup": False}],
         "threshold_rule": "Youden's J", "methods": methods, "dupnet_beats_every_baseline": verdict(methods),
@@ -72,25 +87,90 @@ def report_inputs(airbus_chips):
     return scored, metrics, airbus_chips[0].parent
 
 
-def test_report_has_every_section_and_is_self_contained(report_inputs, tmp_path):
+def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     write_report(scored, metrics, images, tmp_path, gallery_correct=5, thumb=96)
-    page = (tmp_path / "report.html").read_text()
-    for heading in ("Metrics (decidable overlaps)", "ROC and precision-recall", "Confusion matrices",
-                    "DupNet errors (2)", "A sample of correct DupNet decisions (1 of 1)",
-                    "Undecidable overlaps (1)", "Skipped truth lines (1)", "Limitation"):
-        assert heading in page, heading
-    assert page.count("<figure ") == 3 and "average channel subtraction" in page
-    srcs = re.findall(r'src="([^"]*)"', page)
+    page_ = (tmp_path / "report.html").read_text()
+    body = page_.split("<body>", 1)[1]
+    assert body.index('class="summary"') < body.index('<nav class="toc">') < body.index("<section")
+    toc = re.findall(r'<li><a href="#([^"]+)">([^<]+)</a></li>', page_)
+    sections = re.findall(r'<section id="([^"]+)"><h2>([^<]+)</h2>', page_)
+    assert toc == sections and len(set(toc)) == len(toc)
+    titles = iter(t for _, t in toc)  # these in this order (other sections may sit between them)
+    assert all(any(t == want for t in titles) for want in [
+        "Metrics (decidable overlaps)", "How overlaps were scored", "ROC and precision-recall",
+        "Confusion matrices", "DupNet errors (2)", "A sample of correct DupNet decisions (1 of 1)",
+        "Undecidable overlaps (1)", "Skipped truth lines (1)"])
+    # counts that add up: all = decidable + undecidable, per class
+    assert ("4 labelled overlaps (2 duplicates + 2 not) = <b>3 decidable</b> (2 duplicates + 1 not) "
+            "+ <b>1 undecidable</b> (0 duplicates + 1 not;") in page_
+    summary = body[:body.index("<nav")]
+    assert "2 errors</b> in 3 decidable overlaps" in summary
+    assert "1 false duplicates" in summary and "1 missed duplicates" in summary
+    assert 'href="errors.csv"' in summary and 'href="#errors"' in summary
+    # the gallery is a grid that fills the width; long lists fold away
+    assert "grid-template-columns:repeat(auto-fill" in page_
+    assert page_.count("<figure>") == 3 and "How to read a panel" in page_ and "colour scale" in page_
+    assert re.search(r"<details><summary>Show the 1 overlaps</summary><table>.*18</td>", page_)
+    srcs = re.findall(r'src="([^"]*)"', page_)
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # nothing outside the page
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pr.png").stat().st_size
-    # the best accuracy among the methods is highlighted in its column
     best = max(v["accuracy"] for v in metrics["methods"].values())
-    assert f'<td class="best">{best:.4f}</td>' in page
+    assert f'<td class="best">{best:.4f}</td>' in page_
 
 
-def test_gallery_cap_is_announced(report_inputs, tmp_path):
+def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     write_report(scored, metrics, images, tmp_path, gallery_errors=1, gallery_correct=0, thumb=64)
-    page = (tmp_path / "report.html").read_text()
-    assert "Showing the 1 most confident of 2 errors" in page and page.count("<figure ") == 1
+    page_ = (tmp_path / "report.html").read_text()
+    assert "Showing the 1 most confident of 2 errors" in page_ and page_.count("<figure>") == 1
+    errors = pd.read_csv(tmp_path / "errors.csv", dtype={"tag": str})
+    # DupNet said 0.8 for a non-duplicate and 0.1 for a duplicate: both wrong at 0.5, 0.4 the surer
+    assert list(errors["rank"]) == [1, 2] and list(errors.kind) == ["missed duplicate", "false duplicate"]
+    assert list(errors.tag) == ["05", "38"] and list(errors.source) == ["t:3", "t:2"]
+    assert list(errors.columns[:8]) == ["rank", "kind", "img1", "img2", "tag", "is_dup", "n_tile_pairs",
+                                        "n_informative"] and "dupnet" in errors.columns
+    assert "#1 missed duplicate" in page_
+
+
+def test_a_section_is_one_function(report_inputs, tmp_path):
+    scored, metrics, images = report_inputs
+    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    data = ReportData(scored=scored, metrics=metrics, images_dir=images, out_dir=tmp_path,
+                      errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
+    extra = [*SECTIONS, lambda d: ("rejects", "Rejected images (0)", "<p>none</p>"), lambda d: None]
+    text = page(data, extra)
+    assert '<li><a href="#rejects">Rejected images (0)</a></li>' in text
+    assert text.endswith('<section id="rejects"><h2>Rejected images (0)</h2><p>none</p></section></body></html>\n')
+
+
+def test_no_truth_page(report_inputs, tmp_path):
+    scored, metrics, images = report_inputs
+    metrics = {**metrics, "truth": None, "methods": {}, "undecidable": [], "skipped_truth_lines": [],
+               "note": "no truth given: config key `truth` is empty", "counts": overlap_counts(scored.iloc[:0])}
+    write_report(scored.iloc[:0], metrics, images, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    assert "<b>No truth was given</b>" in text
+    assert re.findall(r'<li><a href="#([^"]+)">', text)[:2] == ["thresholds", "scoring"]
+    assert "errors" not in re.findall(r'<section id="([^"]+)"', text)
+    assert (tmp_path / "errors.csv").read_text().splitlines()[0].startswith("rank,kind,img1,img2,tag")
+    assert len((tmp_path / "errors.csv").read_text().splitlines()) == 1
+
+
+def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, airbus_chips, tmp_path):
+    """The default caps times the largest panel of real (busy, textured) chips, plus the rest of the page."""
+    import inspect
+
+    scored, metrics, images = report_inputs
+    defaults = inspect.signature(evaluate).parameters
+    n_cards = defaults["gallery_errors"].default + defaults["gallery_correct"].default
+    thumb = defaults["thumb"].default
+    rows = pd.DataFrame({"img1": [p.name for p in airbus_chips[:-1]], "img2": [p.name for p in airbus_chips[1:]],
+                         "tag": "08", "is_dup": False, "n_tile_pairs": 9, "n_informative": 9})
+    for m in METHODS:
+        rows[m] = 0.5
+    largest = max(len(card(r, images, thumb, list(METHODS), "#100 false duplicate", "fp").encode())
+                  for r in rows.itertuples())
+    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    rest = (tmp_path / "report.html").stat().st_size
+    assert rest + n_cards * largest <= 5_000_000, (rest, n_cards, largest)

@@ -1,6 +1,7 @@
 """DupNet training on real chips: learns, resumes after a kill, refuses bad input."""
 
 import csv
+import logging
 import signal
 import subprocess
 import sys
@@ -54,8 +55,16 @@ def _history(out_dir):
         return list(csv.DictReader(f))
 
 
-def test_short_cpu_run_learns(tables, real_data, tmp_path):
+def test_short_cpu_run_learns(tables, real_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0, epochs=3, **TINY)
+    said = [r.getMessage() for r in caplog.records]
+    # progress: within each epoch (training + validation pairs) and over the epochs, with an ETA
+    n_pairs = sum(pq.read_metadata(t).num_rows for t in tables)
+    assert f"epoch 1/3: started, {n_pairs} pairs" in said
+    assert any(m.startswith(f"epoch 3/3: done, {n_pairs} pairs in ") for m in said)
+    assert any(m.startswith("training: 2/3 epochs (67 %), ") and "ETA" in m for m in said)
+    assert any(m.startswith("training: done, 3 epochs in ") for m in said)
     hist = _history(tmp_path)
     assert [int(r["epoch"]) for r in hist] == [1, 2, 3]
     assert list(hist[0]) == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]

@@ -115,3 +115,26 @@ def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "sample.fractions add up to 0.9" in proc.stdout + proc.stderr
     assert not (work / "results").exists()
+
+
+@pytest.mark.parametrize("edit, names", [
+    ("--config bogus=1", ["unknown key `bogus`", "allowed keys at the top level: demo, evaluate, images, "]),
+    ("tiles:\n  noise_level: 3\n", ["unknown key `tiles.noise_level` (did you mean `tiles.noise_levels`?)",
+                                   "allowed keys in `tiles`: ", "noise_levels"]),
+    ("train:\n  epochs: five\n", ["`train.epochs` must be an integer >= 1; got 'five'"]),
+])
+def test_config_mistakes_are_short_and_name_the_key_path(tmp_path, edit, names):
+    work = workflow_copy(tmp_path)
+    if edit.startswith("--config"):
+        args = edit.split()
+    else:
+        (tmp_path / "bad.yaml").write_text(edit)
+        args = ["--configfile", "config/config.yaml", "bad.yaml"]
+    proc = snakemake(work, "-n", *args, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for name in names:
+        assert name in out, out
+    assert len(out.splitlines()) <= 10, out  # no schema dump (it was ~530 lines)
+    assert "Failed validating" not in out and "'properties'" not in out
+    assert not (work / "results").exists()

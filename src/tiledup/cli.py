@@ -1,7 +1,9 @@
-"""`tiledup` command line: parses arguments and delegates; one subcommand per rule.
+"""The `tiledup` command: one subcommand per workflow step.
 
-Config blocks arrive as one JSON string (`--options`), so a rule passes its
-whole block through `params:` and the module function takes it as keywords.
+Each Snakemake rule calls one subcommand. A config block arrives as one JSON
+string (`--options`), so a rule passes its whole block through `params:` and
+the module function takes it as keywords; keys the function does not know are
+an error naming them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,25 @@ import inspect
 import json
 import logging
 import sys
+from importlib import metadata
 
 from .errors import TiledupError
 
 log = logging.getLogger("tiledup")
+
+DESCRIPTION = """\
+Find same-place, same-time duplicate chips in grid-cut satellite datasets
+(Airbus Ship Detection style: 768 x 768 chips cut at a 256 px stride, so two
+chips can overlap in 25 tile-aligned ways).
+
+tiledup learns, without hand labels, whether two 256 x 256 tiles show the same
+place at the same time (DupNet), and checks that against a labelled dup_truth
+file beside hash and pixel baselines."""
+
+EPILOG = """\
+Usually you do not call these commands yourself: the Snakemake workflow runs
+them in order (`snakemake --cores all` in the repository; see README.md).
+Each step logs to results/logs/, e.g. `tail -f results/logs/train.log`."""
 
 
 def _call(fn, block: str, opts: dict, **args):
@@ -85,63 +102,95 @@ def cmd_evaluate(a, opts):
           out_dir=a.out_dir)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tiledup", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+def version() -> str:
+    """The installed package's version (its metadata), or the source tree's when not installed."""
+    try:
+        return metadata.version("tiledup")
+    except metadata.PackageNotFoundError:
+        from . import __version__
 
-    def command(name, fn, help):
-        s = sub.add_parser(name, help=help)
+        return f"{__version__} (not installed)"
+
+
+OPTIONS_HELP = "the `{}` config block as one JSON object (keys as in config/config.yaml; default: its defaults)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tiledup", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands (in workflow order; `tiledup COMMAND --help` for its options)")
+
+    def command(name, fn, help, description, block=None):
+        """A subcommand; `block` names the config block it takes as --options."""
+        s = sub.add_parser(name, help=help, description=description)
         s.set_defaults(fn=fn)
+        if block:
+            s.add_argument("--options", default="{}", help=OPTIONS_HELP.format(block))
         return s
 
-    s = command("demo", cmd_demo, "render the synthetic Airbus-like demo (chips, dup_truth, layout)")
-    s.add_argument("--images", required=True, help="output folder for the JPEG chips")
-    s.add_argument("--truth", required=True, help="output dup_truth file")
-    s.add_argument("--layout", required=True, help="output layout Parquet")
-    s.add_argument("--options", default="{}", help="the `demo` config block as JSON")
-    s.add_argument("--workers", type=int, default=2, help="processes rendering scenes (output does not depend on it)")
+    s = command("demo", cmd_demo, "render the built-in synthetic dataset: chips, dup_truth and layout",
+                "Render an Airbus-like synthetic dataset with exact ground truth: scenes seen at several "
+                "times, cut into 768 x 768 JPEG chips at a 256 px stride. The same options give "
+                "byte-identical output.", "demo")
+    s.add_argument("--images", required=True, help="folder to write the JPEG chips into")
+    s.add_argument("--truth", required=True, help="dup_truth file to write (img1 img2 tag is_dup per line)")
+    s.add_argument("--layout", required=True, help="Parquet file to write each chip's scene, pass and position into")
+    s.add_argument("--workers", type=int, default=2,
+                   help="processes rendering scenes (the output does not depend on it)")
 
-    s = command("manifest", cmd_manifest, "list the images folder once and assign shards")
-    s.add_argument("--images", required=True)
-    s.add_argument("--shards", type=int, required=True)
-    s.add_argument("--out", required=True, help="manifest Parquet; per-shard lists go beside it")
+    s = command("manifest", cmd_manifest, "list the images folder once and assign every image to a shard",
+                "List the images folder once and assign every image to one of N shards by a stable "
+                "hash of its id; writes the manifest and one image list per shard beside it.")
+    s.add_argument("--images", required=True, help="folder of 768 x 768 JPEG chips")
+    s.add_argument("--shards", type=int, required=True, help="number of shards")
+    s.add_argument("--out", required=True, help="manifest Parquet to write; the per-shard lists go beside it")
 
-    s = command("tiles", cmd_tiles, "cut one shard's chips into tiles and hash them")
-    s.add_argument("--images", required=True)
+    s = command("tiles", cmd_tiles, "cut one shard's chips into 9 tiles and hash them (or list why not)",
+                "Decode every chip of one shard, cut it into 9 tiles of 256 x 256 and write one row "
+                "per tile: hashes (BlockMeanHash, a pixel digest), a solid flag and statistics. Images "
+                "that cannot be tiled go to the rejects table with the reason.", "tiles")
+    s.add_argument("--images", required=True, help="folder of the chips")
     s.add_argument("--list", required=True, help="the shard's image list (one id per line)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--rejects", required=True)
-    s.add_argument("--options", default="{}")
+    s.add_argument("--out", required=True, help="tile table (Parquet) to write")
+    s.add_argument("--rejects", required=True, help="rejects table (Parquet) to write: image_id, reason")
 
-    s = command("pairs", cmd_pairs, "build one shard's self-supervised tile pairs")
-    s.add_argument("--tiles", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--options", default="{}")
+    s = command("pairs", cmd_pairs, "build one shard's self-supervised tile pairs from its tile table",
+                "Build training pairs without labels: inside a chip, tile i vs tile i is a duplicate "
+                "and tile i vs tile j a non-duplicate; solid and near-solid pairs are dropped and "
+                "non-duplicates are balanced by BlockMeanHash similarity.", "pairs")
+    s.add_argument("--tiles", required=True, help="the shard's tile table (Parquet)")
+    s.add_argument("--out", required=True, help="pair table (Parquet) to write")
 
-    s = command("dataset", cmd_dataset, "sample pairs and split them by image (or scene)")
-    s.add_argument("--pairs", nargs="+", required=True)
-    s.add_argument("--layout", default="")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--options", default="{}")
+    s = command("dataset", cmd_dataset, "sample the pairs and split them into train / val / test by image",
+                "Sample the pairs of all shards down to a size with balanced classes and split them by "
+                "image (or by the demo's scene), so no image is in two splits.", "sample")
+    s.add_argument("--pairs", nargs="+", required=True, help="pair tables of all shards")
+    s.add_argument("--layout", default="", help="the demo's layout Parquet (needed for group_by: scene)")
+    s.add_argument("--out-dir", required=True, help="folder for train/val/test.parquet and counts.json")
 
-    s = command("train", cmd_train, "train DupNet")
-    s.add_argument("--train", required=True)
-    s.add_argument("--val", required=True)
-    s.add_argument("--images", required=True)
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--options", default="{}")
+    s = command("train", cmd_train, "train DupNet, the same-place-same-time tile classifier",
+                "Train DupNet on the training pairs (augmented alike for both classes), keep the model "
+                "with the lowest validation loss, and checkpoint every epoch so that a killed run resumes.", "train")
+    s.add_argument("--train", required=True, help="training split (Parquet)")
+    s.add_argument("--val", required=True, help="validation split (Parquet)")
+    s.add_argument("--images", required=True, help="folder of the chips")
+    s.add_argument("--out-dir", required=True, help="folder for dupnet.pt, history.csv, curves.png and resume.pt")
+    s.add_argument("--workers", type=int, default=2, help="data loader processes and torch threads")
 
-    s = command("evaluate", cmd_evaluate, "score dup_truth with DupNet and the baselines")
-    s.add_argument("--truth", default="")
-    s.add_argument("--images", required=True)
-    s.add_argument("--model", required=True)
-    s.add_argument("--val", required=True)
-    s.add_argument("--tiles", nargs="+", required=True)
-    s.add_argument("--rejects", nargs="+", required=True)
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--options", default="{}")
+    s = command("evaluate", cmd_evaluate, "score a dup_truth file with DupNet and the baselines; write the report",
+                "Expand every labelled overlap of a dup_truth file into its tile pairs, score them with "
+                "DupNet and the hash and pixel baselines (thresholds chosen on the validation split, "
+                "never on the truth), and write scores.parquet, metrics.json, errors.csv and report.html.", "evaluate")
+    s.add_argument("--truth", default="", help="dup_truth file (empty: no scoring, validation figures only)")
+    s.add_argument("--images", required=True, help="folder of the chips")
+    s.add_argument("--model", required=True, help="DupNet model (dupnet.pt)")
+    s.add_argument("--val", required=True, help="validation split (Parquet), for the thresholds")
+    s.add_argument("--tiles", nargs="+", required=True, help="tile tables of all shards")
+    s.add_argument("--rejects", nargs="+", required=True, help="rejects tables of all shards")
+    s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
     return p
 
 

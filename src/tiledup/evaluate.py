@@ -33,6 +33,7 @@ from .augment import augment_pair, check_augment
 from .errors import TiledupError
 from .io import read_parquets, read_table, write_json, write_parquet
 from .overlaps import METHODS, ChipCache, PairScorer, aggregate, expand, score_pairs, tile_hashes
+from .progress import Progress
 from .truth import COLUMNS as TRUTH_COLUMNS, read_truth
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,17 @@ NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not 
 def score_val_pairs(val: pd.DataFrame, cache: ChipCache, model, batch_size: int, seed: int,
                     augment: dict) -> pd.DataFrame:
     """Score validation tile pairs, each augmented as training does (seeded per row); is_dup + methods."""
-    scorer = PairScorer(model, batch_size)
+    progress = Progress("validation tile pairs", len(val), "tile pairs", log=log)
+    scorer = PairScorer(model, batch_size, progress)
     order = val.sort_values(["image_id", "tile1", "tile2"])
     cache.expect(order.image_id)
     for row, image_id, t1, t2 in zip(order.index, order.image_id, order.tile1, order.tile2):
         tiles = cache.tiles(image_id)
         a, b = augment_pair(tiles[t1], tiles[t2], np.random.default_rng([seed, int(row)]), **augment)
         scorer.add(a, b, tile_hashes(a), tile_hashes(b))
-    return pd.concat([order[["is_dup"]].reset_index(drop=True), scorer.result()], axis=1)
+    scores = scorer.result()
+    progress.done()
+    return pd.concat([order[["is_dup"]].reset_index(drop=True), scores], axis=1)
 
 
 def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment):
@@ -127,6 +131,16 @@ def method_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict:
     }
 
 
+def overlap_counts(scored: pd.DataFrame) -> dict:
+    """Overlaps, duplicates and non-duplicates of all, decidable and undecidable overlaps (they add up)."""
+    out = {}
+    for name, part in (("all", scored), ("decidable", scored[scored.decidable]),
+                       ("undecidable", scored[~scored.decidable])):
+        dup = int(part.is_dup.astype(bool).sum())
+        out[name] = {"overlaps": int(len(part)), "dup": dup, "nondup": int(len(part)) - dup}
+    return out
+
+
 def verdict(methods: dict) -> dict:
     """Per headline figure: does DupNet strictly beat every baseline (None when undefined)?"""
     out = {}
@@ -178,8 +192,8 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
              on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None,
-             gallery_errors: int = 400, gallery_correct: int = 12, thumb: int = 160) -> dict:
-    """Score dup_truth (if any) and write scores.parquet, metrics.json, report.html, roc.png, pr.png."""
+             gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128) -> dict:
+    """Score dup_truth (if any); write scores.parquet, metrics.json, report.html, errors.csv, roc.png, pr.png."""
     from .model import load_dupnet
     from .report import write_report
 
@@ -214,7 +228,9 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     decodes_before = cache.decodes
     if len(overlaps):
         pairs = expand(overlaps, solid)
-        scored = aggregate(overlaps, pairs, score_pairs(pairs, tiles_table, cache, model, batch_size))
+        with Progress("truth tile pairs", int(pairs.informative.sum()), "tile pairs", log=log) as progress:
+            scored = aggregate(overlaps, pairs, score_pairs(pairs, tiles_table, cache, model, batch_size,
+                                                            progress))
         log.info("%d overlaps, %d tile pairs (%d informative), %d chips decoded for %d images",
                  len(overlaps), len(pairs), int(pairs.informative.sum()), cache.decodes - decodes_before,
                  len(set(overlaps.img1) | set(overlaps.img2)))
@@ -229,7 +245,8 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
         "n_overlaps": int(len(scored)),
         "n_undecidable": int(len(undecidable)),
         "n_decidable": int(len(decided)),
-        "n_dup": int(y.sum()), "n_nondup": int((~y).sum()),
+        "n_dup": int(y.sum()), "n_nondup": int((~y).sum()),  # decidable only; see counts
+        "counts": overlap_counts(scored),
         "truth": str(truth_path) if truth_path else None,
         "skipped_truth_lines": skips,
         "undecidable": undecidable[["img1", "img2", "tag", "is_dup"]].to_dict("records"),

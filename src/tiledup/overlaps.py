@@ -62,8 +62,8 @@ class ChipCache:
 class PairScorer:
     """Collects tile pairs and scores them in batches with DupNet and every baseline."""
 
-    def __init__(self, model, batch_size: int = 64):
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model, batch_size: int = 64, progress=None):
+        self.model, self.batch_size, self.progress = model, batch_size, progress
         self.buf: list[tuple] = []
         self.scores: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
 
@@ -84,6 +84,8 @@ class PairScorer:
         self.scores["dupnet"].append(predict(self.model, t1, t2, self.batch_size))
         for name, s in baselines.pair_scores(t1, t2, h1, h2).items():
             self.scores[name].append(s)
+        if self.progress is not None:
+            self.progress.update(len(self.buf))
         self.buf = []
 
     def result(self) -> pd.DataFrame:
@@ -128,8 +130,11 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
-                      batch_size: int) -> pd.DataFrame:
-    """Score the informative tile pairs; returns `pairs` (informative rows) with one column per method."""
+                      batch_size: int, progress=None) -> pd.DataFrame:
+    """Score the informative tile pairs; returns `pairs` (informative rows) with one column per method.
+
+    `progress` (a tiledup.progress.Progress) counts the scored tile pairs.
+    """
     todo = image_order(pairs[pairs.informative])
     cache.expect(todo.img1)
     cache.expect(todo.img2)
@@ -142,7 +147,7 @@ def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
             hashes[(image_id, tile)] = tile_hashes(tiles[tile], row["bmh"], row["bmh96"])
         return tiles[tile], hashes[(image_id, tile)]
 
-    scorer = PairScorer(model, batch_size)
+    scorer = PairScorer(model, batch_size, progress)
     for a, t, b, u in zip(todo.img1, todo.tile1, todo.img2, todo.tile2):
         tile1, h1 = side(a, t)
         tile2, h2 = side(b, u)

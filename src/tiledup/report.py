@@ -1,13 +1,16 @@
-"""The evaluation report: one self-contained HTML page (images inline as base64).
+"""The evaluation report: one HTML page (images inline) plus errors.csv beside it.
 
-Sections: summary, metrics table (best value per column highlighted), ROC and
-precision-recall curves, confusion matrices, a gallery of every overlap DupNet
-gets wrong (capped, with a note) and a sample of correct ones, undecidable
-overlaps and skipped truth lines. Each gallery panel shows both chips with the
-overlap box drawn and, below, the seed's "average channel subtraction" view:
-each chip minus the per-channel median of its own overlap region, wrapping in
-uint8, so that values near the median land near 0 or 255 and any local scene
-difference (a ship, a wave, a cloud edge) stands out from a flat background.
+The page opens with a summary (what was scored, how good, where the errors
+are) and a table of contents; then one <section> per entry of SECTIONS. A
+section is a function of the ReportData returning (anchor id, title, HTML), or
+None when it has nothing to show; adding a section is one line in SECTIONS.
+
+Gallery panels show both chips with the overlap box and, below, the seed's
+"average channel subtraction" view made readable: each chip minus the
+per-channel median of its own overlap region, averaged over R, G and B,
+clipped at +-DIFF_CLIP levels and drawn with a diverging colour map (white =
+the median, red = brighter, blue = darker). The seed's uint8 wrap-around
+turned dark sea one level below the median into 255, i.e. noise.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import matplotlib
@@ -29,24 +35,77 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from .grid import CHIP, TILE, partner_tag, tile_rc  # noqa: E402
 from .images import RejectedImage, read_chip  # noqa: E402
-from .io import write_text  # noqa: E402
+from .io import atomic_path, write_text  # noqa: E402
+from .progress import Progress  # noqa: E402
 
 COLUMNS = [  # (metrics key, header, higher is better)
     ("roc_auc", "ROC-AUC", True), ("average_precision", "AP", True), ("accuracy", "accuracy", True),
     ("precision", "precision", True), ("recall", "recall", True), ("f1", "F1", True),
     ("errors", "errors", False), ("threshold", "threshold", None),
 ]
+DIFF_CLIP = 24  # levels: JPEG noise on dark sea (1-3 levels) stays pale, ships and cloud edges saturate
+PANEL_QUALITY = 70  # JPEG quality of a gallery panel
+BOX_CHIP, BOX_DIFF = (255, 220, 0), (0, 0, 0)  # overlap box: yellow on the chip, black on the map
 CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;color:#222;max-width:2400px}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+p,.note,.summary,details{max-width:75em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 td.best{background:#c9f2c9;font-weight:bold}.note{background:#fff6d6;border:1px solid #e6d38a;padding:.6em 1em}
-.plots img{max-width:49%}.gallery{display:flex;flex-wrap:wrap;gap:12px}
-figure{margin:0;border:1px solid #ddd;padding:6px}figure img{width:100%}
-figcaption{font-size:12px;font-family:monospace}.cm{display:inline-block;margin-right:1.5em;vertical-align:top}
+.summary{background:#eef4fb;border:1px solid #b8cde6;padding:.4em 1.2em;font-size:15px}
+.toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;max-width:60em;margin-top:1em}
+.toc ol{margin:.2em 0;columns:2 18em}.toc a{text-decoration:none}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,560px));gap:1em}.plots img{width:100%}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px}
+figure{margin:0;border:1px solid #ddd;padding:5px;background:#fff}figure img{width:100%;display:block}
+figcaption{font-size:12px;line-height:1.35;margin-top:4px;overflow-wrap:anywhere}
+figcaption .scores{color:#555;font-family:monospace;font-size:11px}
+.fp{color:#b00020;font-weight:bold}.fn{color:#0050a0;font-weight:bold}.ok{color:#1b6e1b;font-weight:bold}
+.legend{display:flex;gap:1.5em;align-items:center;flex-wrap:wrap;max-width:75em}
+.legend img{width:256px;height:14px;border:1px solid #999}
+.scale{font-size:12px;display:flex;justify-content:space-between;width:258px}
+.cm{display:inline-block;margin-right:1.5em;vertical-align:top}
 """
 
+log = logging.getLogger(__name__)
+
+Section = tuple[str, str, str]  # (anchor id, title, HTML)
+
+
+def dupnet_first(methods) -> list[str]:
+    """Method names in their given order, DupNet moved to the front."""
+    return sorted(methods, key=lambda m: m != "dupnet")
+
+
+@dataclass
+class ReportData:
+    """Everything a section may show; `extra` carries inputs that only some sections need, by name."""
+
+    scored: pd.DataFrame  # one row per overlap: scores.parquet's columns, `line` for its source
+    metrics: dict  # metrics.json
+    images_dir: Path
+    out_dir: Path
+    errors: pd.DataFrame  # DupNet's errors among the decidable overlaps, most confident first
+    roc: bytes = b""
+    pr: bytes = b""
+    gallery_errors: int = 100
+    gallery_correct: int = 12
+    thumb: int = 128
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        """Every scored method, DupNet first."""
+        return dupnet_first(self.metrics["validation"]["methods"])
+
+    @property
+    def has_truth(self) -> bool:
+        return bool(self.metrics["methods"])
+
+
+# ---------------------------------------------------------------- pictures
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -93,24 +152,43 @@ def overlap_box(tag: str) -> tuple[int, int, int, int]:
 
 
 def channel_subtraction(chip: np.ndarray, box) -> np.ndarray:
-    """Chip minus the per-channel median of its overlap region, wrapping in uint8 (the seed's view)."""
+    """Signed difference (float32, H x W) of each pixel to the per-channel median of the overlap
+    region, averaged over R, G, B: 0 = as the median, > 0 brighter, < 0 darker."""
     y0, x0, y1, x1 = box
-    median = np.median(chip[y0:y1, x0:x1].reshape(-1, 3), axis=0).astype(np.uint8)
-    return chip - median  # uint8 arithmetic wraps on purpose
+    median = np.median(chip[y0:y1, x0:x1].reshape(-1, 3), axis=0).astype(np.float32)
+    return (chip.astype(np.float32) - median).mean(axis=2)
+
+
+_LUT = (matplotlib.colormaps["RdBu_r"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def diverging(diff: np.ndarray, clip: float = DIFF_CLIP) -> np.ndarray:
+    """Signed levels -> RGB: blue (<= -clip) through white (0) to red (>= +clip).
+
+    The colour follows the square root of |diff| / clip (signed): a coherent change of a
+    few levels (calm sea brightness, a clipped dark chip) shows as a tint, a ship or a
+    cloud edge is full colour, and pixel noise, already averaged by the thumbnail's
+    downscaling, stays pale. Quarter marks of the scale: -clip/4 and +clip/4.
+    """
+    v = np.sign(diff) * np.sqrt(np.minimum(np.abs(diff), clip) / clip)  # in [-1, 1]
+    return _LUT[np.round((v + 1) * 127.5).astype(np.uint8)]
 
 
 def panel(chip1, chip2, tag: str, thumb: int) -> np.ndarray:
-    """2 x 2 panel: chips with the overlap box drawn (top), channel subtraction views (bottom)."""
+    """2 x 2 panel: chips with the overlap box drawn (top), their channel subtraction maps (bottom)."""
     cells = []
     for chip, t in ((chip1, tag), (chip2, partner_tag(tag))):
         box = overlap_box(t)
         scale = thumb / CHIP
         y0, x0, y1, x1 = (int(round(v * scale)) for v in box)
+        small = cv2.resize(chip, (thumb, thumb), interpolation=cv2.INTER_AREA)
+        # resize the signed difference, not its colours, so averaging stays meaningful
+        diff = diverging(cv2.resize(channel_subtraction(chip, box), (thumb, thumb),
+                                    interpolation=cv2.INTER_AREA))
         views = []
-        for view in (chip, channel_subtraction(chip, box)):
-            small = cv2.resize(view, (thumb, thumb), interpolation=cv2.INTER_AREA)
-            cv2.rectangle(small, (x0, y0), (x1 - 1, y1 - 1), (255, 220, 0), 2)
-            views.append(small)
+        for view, colour in ((small, BOX_CHIP), (np.ascontiguousarray(diff), BOX_DIFF)):
+            cv2.rectangle(view, (x0, y0), (x1 - 1, y1 - 1), colour, 2)
+            views.append(view)
         cells.append(views)
     gap = np.full((thumb, 4, 3), 255, np.uint8)
     top = np.hstack([cells[0][0], gap, cells[1][0]])
@@ -118,28 +196,66 @@ def panel(chip1, chip2, tag: str, thumb: int) -> np.ndarray:
     return np.vstack([top, np.full((4, top.shape[1], 3), 255, np.uint8), bottom])
 
 
-def gallery(rows: pd.DataFrame, images_dir, thumb: int, methods) -> str:
-    """One figure per overlap; JPEG quality 70 keeps a panel near 40 KB at thumb 160 (noisy sea)."""
-    width = int(1.4 * (2 * thumb + 4))  # shown a little larger than stored: the page stays small
-    items = []
-    for r in rows.itertuples():
-        try:
-            pic = panel(read_chip(Path(images_dir) / r.img1), read_chip(Path(images_dir) / r.img2), r.tag, thumb)
-            img = _img(simplejpeg.encode_jpeg(np.ascontiguousarray(pic), quality=70, colorspace="RGB"),
-                       "image/jpeg", f"{r.img1} {r.img2} {r.tag}")
-        except RejectedImage as e:
-            img = f"<p>cannot show: {html.escape(str(e))}</p>"
-        scores = " ".join(f"{m}={getattr(r, m):.3f}" for m in methods)
-        items.append(
-            f'<figure style="width:{width}px">{img}<figcaption>'
-            f"{html.escape(r.img1)} {html.escape(r.img2)} tag {r.tag} "
-            f"(partner {partner_tag(r.tag)})<br>truth: {'dup' if r.is_dup else 'not dup'}, "
-            f"{r.n_informative}/{r.n_tile_pairs} informative tile pairs<br>{scores}</figcaption></figure>")
-    return '<div class="gallery">' + "\n".join(items) + "</div>"
+def legend() -> str:
+    """The colour scale of the channel subtraction maps, with what it shows."""
+    strip = np.repeat(_LUT[None], 14, axis=0)
+    png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))[1].tobytes()
+    return (
+        f'<div class="legend"><div>{_img(png, "image/png", "colour scale")}<div class="scale">'
+        f"<span>&le;&minus;{DIFF_CLIP}</span><span>&minus;{DIFF_CLIP // 4}</span><span>0</span>"
+        f"<span>+{DIFF_CLIP // 4}</span><span>&ge;+{DIFF_CLIP}</span></div></div>"
+        "<p><b>How to read a panel.</b> Top: image 1 (left) and image 2 (right), the overlap in the yellow "
+        "box. Bottom: the same chips as an <i>average channel subtraction</i> map: each pixel minus the "
+        "per-channel median of its own chip's overlap region, averaged over R, G and B, in levels (0-255): "
+        "white = as the median, red = brighter, blue = darker. The colour grows with the square root of "
+        f"the difference: {DIFF_CLIP // 4} levels are half colour, {DIFF_CLIP} or more full colour, so calm "
+        "sea texture shows while pixel noise stays pale. "
+        "Each chip subtracts its own median, so a colour offset between the two chips cancels: inside the "
+        "boxes a same-time pair shows the same pattern, while moved ships, other waves or clouds (another "
+        "time) show a different one.</p></div>")
+
+
+# ---------------------------------------------------------------- tables and cards
+
+def dupnet_errors(scored: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """DupNet's wrong decisions among the decidable overlaps, most confident first, with kind and margin."""
+    decided = scored[scored.decidable]
+    pred = decided.dupnet >= threshold
+    wrong = decided[pred != decided.is_dup.astype(bool)]
+    kind = np.where(wrong.is_dup.astype(bool), "missed duplicate", "false duplicate")
+    wrong = wrong.assign(kind=kind, margin=(wrong.dupnet - threshold).abs())
+    return wrong.sort_values(["margin", "img1", "img2", "tag"], ascending=[False, True, True, True])
+
+
+def errors_csv(errors: pd.DataFrame, methods) -> str:
+    """errors.csv: every DupNet error, the gallery's order (rank 1 = most confident), all scores."""
+    cols = ["kind", "img1", "img2", "tag", "is_dup", "n_tile_pairs", "n_informative", *methods, "line"]
+    out = errors.reindex(columns=cols).rename(columns={"line": "source"})
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+
+
+def card(r, images_dir, thumb: int, methods, label: str, css: str) -> str:
+    """One gallery figure: the panel, what the truth and DupNet say, and the baselines' scores."""
+    try:
+        pic = panel(read_chip(Path(images_dir) / r.img1), read_chip(Path(images_dir) / r.img2), r.tag, thumb)
+        img = _img(simplejpeg.encode_jpeg(np.ascontiguousarray(pic), quality=PANEL_QUALITY, colorspace="RGB"),
+                   "image/jpeg", f"{r.img1} {r.img2} {r.tag}")
+    except RejectedImage as e:
+        img = f"<p>cannot show: {html.escape(str(e))}</p>"
+    scores = " ".join(f"{m}&nbsp;{getattr(r, m):.3f}" for m in methods if m != "dupnet")
+    return (f'<figure>{img}<figcaption><span class="{css}">{label}</span> &middot; DupNet {r.dupnet:.3f}<br>'
+            f"{html.escape(r.img1)} &times; {html.escape(r.img2)}, tag {r.tag} (partner {partner_tag(r.tag)}), "
+            f"truth: {'dup' if r.is_dup else 'not dup'}, {r.n_informative}/{r.n_tile_pairs} tile pairs "
+            f'informative<br><span class="scores">{scores}</span></figcaption></figure>')
+
+
+def gallery(cards: list[str]) -> str:
+    return '<div class="gallery">' + "\n".join(cards) + "</div>"
 
 
 def metrics_table(methods: dict, validation: dict) -> str:
-    names = list(methods)
+    names = dupnet_first(methods)
     best = {}
     for key, _, higher in COLUMNS:
         vals = [methods[m][key] for m in names if methods[m][key] is not None]
@@ -160,109 +276,222 @@ def metrics_table(methods: dict, validation: dict) -> str:
     return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>"
 
 
-def summary(metrics: dict) -> str:
-    """One sentence per headline figure: the best method and whether DupNet beats every baseline."""
-    methods, beats = metrics["methods"], metrics.get("dupnet_beats_every_baseline", {})
-    lines = []
-    for key, name in (("roc_auc", "ROC-AUC"), ("accuracy", "accuracy")):
-        scored = {m: v[key] for m, v in methods.items() if v[key] is not None}
-        if not scored:
-            lines.append(f"{name}: undefined (one class only).")
-            continue
-        best = max(scored, key=scored.get)
-        answer = {True: "<b>yes</b>", False: "<b>no</b>", None: "undefined"}[beats.get(key)]
-        lines.append(f"Best {name}: {best} ({scored[best]:.4f}), DupNet {scored.get('dupnet', float('nan')):.4f}; "
-                     f"DupNet beats every baseline on {name}: {answer}.")
-    return "<p>" + "<br>".join(lines) + "</p>"
-
-
 def validation_table(validation: dict) -> str:
-    rows = "".join(f"<tr><td>{m}</td><td>{v['threshold']:.4f}</td><td>{v['accuracy']:.4f}</td>"
-                   f"<td>{v['roc_auc']:.4f}</td></tr>" for m, v in validation.items())
+    rows = "".join(f"<tr><td>{m}</td><td>{validation[m]['threshold']:.4f}</td>"
+                   f"<td>{validation[m]['accuracy']:.4f}</td><td>{validation[m]['roc_auc']:.4f}</td></tr>"
+                   for m in dupnet_first(validation))
     return ("<table><tr><th>method</th><th>threshold</th><th>val. accuracy</th><th>val. ROC-AUC</th></tr>"
             f"{rows}</table>")
 
 
-def confusion(methods: dict) -> str:
+def collapsible(summary: str, body: str) -> str:
+    """A long list folded away behind one line (open it with a click)."""
+    return f"<details><summary>{summary}</summary>{body}</details>"
+
+
+# ---------------------------------------------------------------- summary and sections
+
+def counts_sentence(counts: dict) -> str:
+    """All overlaps = decidable + undecidable, each as duplicates + not: counts that add up."""
+    def part(c):
+        return f"{c['dup']:,} duplicates + {c['nondup']:,} not"
+
+    a, d, u = counts["all"], counts["decidable"], counts["undecidable"]
+    return (f"{a['overlaps']:,} labelled overlaps ({part(a)}) = <b>{d['overlaps']:,} decidable</b> ({part(d)}) "
+            f"+ <b>{u['overlaps']:,} undecidable</b> ({part(u)}; every tile pair solid on both sides, "
+            "so not scored)")
+
+
+def summary(data: ReportData) -> str:
+    """The top of the page: what was scored, how good, where the errors are."""
+    m = data.metrics
+    if m["truth"] is None:
+        reason = m.get("note", "").split(": ", 1)[-1]
+        return (f'<div class="summary"><p><b>No truth was given</b>, so no overlap was scored: '
+                f"{html.escape(reason)}. The thresholds chosen on the validation split are below.</p></div>")
+    skipped = len(m["skipped_truth_lines"])
+    lines = [f"<b>Scored:</b> <code>{html.escape(m['truth'])}</code>: {counts_sentence(m['counts'])}."
+             + (f" {skipped} truth line(s) skipped (not counted; see below)." if skipped else "")]
+    methods = m["methods"]
+    if methods:
+        dn, beats = methods["dupnet"], m.get("dupnet_beats_every_baseline", {})
+        fmt = {k: ("n/a" if dn[k] is None else f"{dn[k]:.3f}") for k in ("accuracy", "roc_auc", "f1")}
+        text = (f"<b>How good:</b> DupNet: accuracy {fmt['accuracy']}, ROC-AUC {fmt['roc_auc']}, F1 "
+                f"{fmt['f1']} at threshold {dn['threshold']:.3g}; <b>{dn['errors']:,} errors</b> in "
+                f"{m['counts']['decidable']['overlaps']:,} decidable overlaps.")
+        for key, name in (("roc_auc", "ROC-AUC"), ("accuracy", "accuracy")):
+            base = {k: v[key] for k, v in methods.items() if k != "dupnet" and v[key] is not None}
+            if base:
+                top = max(base, key=base.get)
+                answer = {True: "yes", False: "<b>no</b>", None: "undefined"}[beats.get(key)]
+                text += (f" Best baseline on {name}: {top} {base[top]:.3f} ({methods[top]['errors']:,} "
+                         f"errors); DupNet better than every baseline: {answer}.")
+        lines.append(text)
+        c, shown = dn["confusion"], min(len(data.errors), data.gallery_errors)
+        where = (f"{c['fp']:,} false duplicates (other times called duplicates) and {c['fn']:,} missed "
+                 "duplicates.")
+        if shown:
+            where += (f" The <a href=\"#errors\">gallery</a> shows the {shown:,} most confident; "
+                      f"<a href=\"errors.csv\">errors.csv</a> lists all {len(data.errors):,} with every "
+                      "method's score.")
+        lines.append(f"<b>Where the errors are:</b> {where if dn['errors'] else 'DupNet makes none.'}")
+    return '<div class="summary">' + "".join(f"<p>{x}</p>" for x in lines) + "</div>"
+
+
+def metrics_section(data: ReportData) -> Section | None:
+    if not data.has_truth:
+        return ("thresholds", "Thresholds from the validation split",
+                "<p>Tile pairs, not overlaps.</p>" + validation_table(data.metrics["validation"]["methods"]))
+    return ("metrics", "Metrics (decidable overlaps)",
+            "<p>Best value per column in green. Every method is judged on the same decidable overlaps; "
+            "val. = on the validation tile pairs its threshold was chosen on.</p>"
+            + metrics_table(data.metrics["methods"], data.metrics["validation"]["methods"]))
+
+
+def scoring_section(data: ReportData) -> Section:
+    val = data.metrics["validation"]
+    return ("scoring", "How overlaps were scored",
+            "<p>Each overlap is expanded to its tile pairs (1 to 9); pairs solid on both sides carry no "
+            "evidence. Overlap score = the minimum over its informative tile pairs (an overlap is a "
+            "duplicate only if every tile pair is). Every baseline is a similarity (1 = identical). "
+            f"Thresholds were chosen on {val['n_pairs']:,} validation tile pairs ({val['n_dup']:,} "
+            f"duplicates), never on the truth: {html.escape(data.metrics['threshold_rule'])}.</p>"
+            '<p class="note">Limitation: validation pairs are tile i vs tile i of one chip (duplicate) and '
+            "tile i vs tile j (different places), both augmented as in training (JPEG re-encode, HLS "
+            "shift, colour offset). Same place at another time, the truth file's hard negatives, never "
+            "occurs there, so thresholds tuned on it favour methods that separate places, not times.</p>")
+
+
+def curves_section(data: ReportData) -> Section | None:
+    if not data.has_truth:
+        return None
+    return ("curves", "ROC and precision-recall",
+            f'<div class="plots">{_img(data.roc, "image/png", "ROC")}{_img(data.pr, "image/png", "PR")}</div>')
+
+
+def confusion_section(data: ReportData) -> Section | None:
+    if not data.has_truth:
+        return None
     out = []
-    for m, v in methods.items():
+    for m, v in data.metrics["methods"].items():
         c = v["confusion"]
         out.append(f'<div class="cm"><b>{m}</b><table><tr><th></th><th>pred. dup</th><th>pred. not</th></tr>'
                    f"<tr><th>dup</th><td>{c['tp']}</td><td>{c['fn']}</td></tr>"
                    f"<tr><th>not dup</th><td>{c['fp']}</td><td>{c['tn']}</td></tr></table></div>")
-    return "".join(out)
+    return "confusion", "Confusion matrices", "".join(out)
 
 
-def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int = 400,
-                 gallery_correct: int = 12, thumb: int = 160, seed: int = 0) -> None:
-    """Write report.html, roc.png and pr.png into out_dir."""
+def _cards(data: ReportData, rows: pd.DataFrame, what: str, label) -> list[str]:
+    with Progress(f"report {what}", len(rows), "overlaps", log=log) as progress:
+        cards = []
+        for r in rows.itertuples():
+            text, css = label(r)
+            cards.append(card(r, data.images_dir, data.thumb, data.methods, text, css))
+            progress.update()
+    return cards
+
+
+def errors_section(data: ReportData) -> Section | None:
+    if not data.has_truth:
+        return None
+    n, shown = len(data.errors), data.errors.head(data.gallery_errors)
+    cap = (f"Showing the {len(shown):,} most confident of {n:,} errors (config key "
+           "<code>evaluate.gallery_errors</code>); " if len(shown) < n else "All errors, most confident first; ")
+    body = (f"<p>{cap}<a href=\"errors.csv\">errors.csv</a> lists every one in this order, with all scores "
+            "and the truth line.</p>" + legend())
+    ranks = {i: k + 1 for k, i in enumerate(shown.index)}
+    cards = _cards(data, shown, "error gallery",
+                   lambda r: (f"#{ranks[r.Index]} {r.kind}", "fp" if r.kind == "false duplicate" else "fn"))
+    if not n:
+        return "errors", "DupNet errors (0)", "<p>None.</p>"
+    return "errors", f"DupNet errors ({n:,})", body + gallery(cards)
+
+
+def correct_section(data: ReportData) -> Section | None:
+    if not data.has_truth or data.gallery_correct <= 0:
+        return None
+    decided = data.scored[data.scored.decidable]
+    right = decided.drop(data.errors.index)
+    sample = right.sample(n=min(data.gallery_correct, len(right)), random_state=data.seed).sort_index()
+    cards = _cards(data, sample, "correct sample",
+                   lambda r: ("correct: " + ("duplicate" if r.is_dup else "not duplicate"), "ok"))
+    return ("correct", f"A sample of correct DupNet decisions ({len(sample)} of {len(right):,})",
+            "<p>Same panels as the errors (see the colour scale there).</p>" + gallery(cards))
+
+
+def undecidable_section(data: ReportData) -> Section | None:
+    und = data.metrics["undecidable"]
+    if not und:
+        return None
+    rows = "".join(f"<tr><td>{html.escape(u['img1'])}</td><td>{html.escape(u['img2'])}</td>"
+                   f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in und)
+    c = data.metrics["counts"]["undecidable"]
+    return ("undecidable", f"Undecidable overlaps ({len(und):,})",
+            "<p>Every tile pair of these overlaps is solid on both sides (one colour up to JPEG noise: "
+            "cloud, no-data, border band), so no method has evidence and none is scored: "
+            f"{c['dup']:,} duplicates and {c['nondup']:,} not by the truth. They are left out of every "
+            "figure above.</p>"
+            + collapsible(f"Show the {len(und):,} overlaps",
+                          f"<table><tr><th>img1</th><th>img2</th><th>tag</th><th>is_dup</th></tr>{rows}</table>"))
+
+
+def skipped_section(data: ReportData) -> Section | None:
+    skipped = data.metrics["skipped_truth_lines"]
+    if not skipped:
+        return None
+    rows = "".join(f"<tr><td>{html.escape(s['line'])}</td><td>{html.escape(s['reason'])}</td></tr>"
+                   for s in skipped)
+    table = f"<table><tr><th>line</th><th>reason</th></tr>{rows}</table>"
+    return ("skipped", f"Skipped truth lines ({len(skipped):,})",
+            "<p>Lines of the truth file that were skipped (<code>evaluate.on_bad_truth: skip</code>); they "
+            "are not in any count.</p>" + (collapsible(f"Show the {len(skipped):,} lines", table)
+                                           if len(skipped) > 20 else table))
+
+
+# The page, in order. Add a section with one line: a function (ReportData) -> (id, title, HTML) or None.
+SECTIONS: list[Callable[[ReportData], Section | None]] = [
+    metrics_section,
+    scoring_section,
+    curves_section,
+    confusion_section,
+    errors_section,
+    correct_section,
+    undecidable_section,
+    skipped_section,
+]
+
+
+def page(data: ReportData, sections=None) -> str:
+    """The whole HTML page: title, summary, table of contents, then every section that has content."""
+    built = [s for s in (fn(data) for fn in (SECTIONS if sections is None else sections)) if s is not None]
+    toc = "".join(f'<li><a href="#{sid}">{html.escape(title)}</a></li>' for sid, title, _ in built)
+    body = "".join(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{content}</section>'
+                   for sid, title, content in built)
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tiledup evaluation</title>"
+            f"<style>{CSS}</style></head><body><h1>tiledup evaluation: DupNet vs image-metric baselines</h1>"
+            f'{summary(data)}<nav class="toc"><b>Contents</b><ol>{toc}</ol></nav>{body}</body></html>\n')
+
+
+def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int = 100,
+                 gallery_correct: int = 12, thumb: int = 128, seed: int = 0, extra: dict | None = None) -> None:
+    """Write report.html, errors.csv, roc.png and pr.png into out_dir."""
     out_dir = Path(out_dir)
-    methods = list(metrics["validation"]["methods"])
+    methods = dupnet_first(metrics["validation"]["methods"])
     roc, pr = curves(scored, methods)
     write_bytes(roc, out_dir / "roc.png")
     write_bytes(pr, out_dir / "pr.png")
-    val = metrics["validation"]
-    parts = ["<h1>tiledup evaluation: DupNet vs image-metric baselines</h1>"]
-    if metrics["truth"] is None:
-        reason = metrics.get("note", "").split(": ", 1)[-1]
-        parts.append(f'<p class="note"><b>No truth was given</b>, so no overlap was scored: '
-                     f"{html.escape(reason)}.</p>")
-    else:
-        parts.append(
-            f"<p>Truth: <code>{html.escape(metrics['truth'])}</code>: {metrics['n_overlaps']} overlaps "
-            f"({metrics['n_dup']} duplicates, {metrics['n_nondup']} not), "
-            f"<b>{metrics['n_undecidable']} undecidable</b> (every tile pair solid on both sides; not scored), "
-            f"{len(metrics['skipped_truth_lines'])} truth lines skipped.</p>")
-    parts.append(
-        "<p>Overlap score = the minimum over its informative tile pairs (an overlap is a duplicate only if "
-        "every tile pair is). Every baseline is a similarity (1 = identical). Thresholds were chosen on "
-        f"{val['n_pairs']} validation tile pairs ({val['n_dup']} duplicates), never on the truth: "
-        f"{html.escape(metrics['threshold_rule'])}.</p>"
-        '<p class="note">Limitation: validation pairs are tile i vs tile i of one chip (duplicate) and tile i '
-        "vs tile j (different places), both augmented as in training (JPEG re-encode, HLS shift, colour "
-        "offset). Same place at another time, the truth file's hard negatives, never occurs there, so "
-        "thresholds tuned on it favour methods that separate places, not times.</p>")
-    if metrics["methods"]:
-        parts += ["<h2>Metrics (decidable overlaps)</h2>", summary(metrics),
-                  metrics_table(metrics["methods"], val["methods"]),
-                  "<h2>ROC and precision-recall</h2>",
-                  f'<div class="plots">{_img(roc, "image/png", "ROC")}{_img(pr, "image/png", "PR")}</div>',
-                  "<h2>Confusion matrices</h2>", confusion(metrics["methods"])]
-        decided = scored[scored.decidable]
-        thr = metrics["methods"]["dupnet"]["threshold"]
-        wrong = decided[(decided.dupnet >= thr) != decided.is_dup.astype(bool)]
-        wrong = wrong.assign(margin=(wrong.dupnet - thr).abs())  # most confident mistakes first
-        wrong = wrong.sort_values("margin", ascending=False)
-        note = (f" Showing the {gallery_errors} most confident of {len(wrong)} errors; all are listed in "
-                "scores.parquet." if len(wrong) > gallery_errors else "")
-        parts += [f"<h2>DupNet errors ({len(wrong)})</h2><p>Top: both chips, overlap box in yellow. Bottom: "
-                  f"average channel subtraction view.{note}</p>",
-                  gallery(wrong.head(gallery_errors), images_dir, thumb, methods) if len(wrong) else
-                  "<p>None.</p>"]
-        right = decided.drop(wrong.index)
-        sample = right.sample(n=min(gallery_correct, len(right)), random_state=seed).sort_index()
-        parts += [f"<h2>A sample of correct DupNet decisions ({len(sample)} of {len(right)})</h2>",
-                  gallery(sample, images_dir, thumb, methods)]
-    else:
-        parts += ["<h2>Thresholds from the validation split</h2><p>Tile pairs, not overlaps.</p>",
-                  validation_table(val["methods"])]
-    if metrics["undecidable"]:
-        rows = "".join(f"<tr><td>{html.escape(u['img1'])}</td><td>{html.escape(u['img2'])}</td>"
-                       f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in metrics["undecidable"])
-        parts.append(f"<h2>Undecidable overlaps ({metrics['n_undecidable']})</h2>"
-                     f"<table><tr><th>img1</th><th>img2</th><th>tag</th><th>is_dup</th></tr>{rows}</table>")
-    if metrics["skipped_truth_lines"]:
-        rows = "".join(f"<tr><td>{html.escape(s['line'])}</td><td>{html.escape(s['reason'])}</td></tr>"
-                       for s in metrics["skipped_truth_lines"])
-        parts.append(f"<h2>Skipped truth lines ({len(metrics['skipped_truth_lines'])})</h2>"
-                     f"<table><tr><th>line</th><th>reason</th></tr>{rows}</table>")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tiledup evaluation</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
-    write_text(page, out_dir / "report.html")
+    errors = (dupnet_errors(scored, metrics["methods"]["dupnet"]["threshold"]) if metrics["methods"]
+              else scored.iloc[:0].assign(kind=pd.Series(dtype=str), margin=pd.Series(dtype=float)))
+    write_text(errors_csv(errors, methods), out_dir / "errors.csv")
+    data = ReportData(scored=scored, metrics=metrics, images_dir=Path(images_dir), out_dir=out_dir,
+                      errors=errors, roc=roc, pr=pr, gallery_errors=gallery_errors,
+                      gallery_correct=gallery_correct, thumb=thumb, seed=seed, extra=extra or {})
+    text = page(data)
+    write_text(text, out_dir / "report.html")
+    log.info("%s: %.1f MB, %d gallery panels", out_dir / "report.html", len(text.encode()) / 1e6,
+                text.count("<figure>"))
 
 
 def write_bytes(data: bytes, path) -> None:
-    from .io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

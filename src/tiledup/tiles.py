@@ -24,6 +24,7 @@ from .hashing import HASH_BYTES, hash_tiles
 from .images import RejectedImage, cut_tiles, decode_chip, read_bytes
 from .io import write_parquet
 from .manifest import read_list
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ def tile_shard(images_dir, list_path, tiles_path, rejects_path, *, noise_levels:
     columns = _column_buffers(len(ids) * N_TILES)  # filled in place: ~1.6 kB per image
     # Decoding, hashing and most OpenCV calls release the GIL, so worker threads
     # overlap when a core is free; map() keeps the image order.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with (ThreadPoolExecutor(max_workers=workers) as pool,
+          Progress(f"shard {Path(list_path).stem}", len(ids), "images", log=log) as progress):
         results = pool.map(work, ids) if workers > 1 else map(work, ids)
         for image_id, cols, reason in results:
+            progress.update()
             if reason is None:
                 rows = slice(len(accepted) * N_TILES, (len(accepted) + 1) * N_TILES)
                 for name, values in cols.items():

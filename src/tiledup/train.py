@@ -36,6 +36,7 @@ from .errors import TiledupError
 from .io import atomic_path, write_text
 from .loader import TRAIN_STREAM, VAL_STREAM, PairDataset, check_images, make_loader, read_pairs
 from .model import MODEL_DEFAULTS, DupNet, _autocast, resolve_device, save_dupnet
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +109,20 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                                seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, batch_size=eval_batch_size, workers=workers, shuffle=False,
                              seed=seed, pin_memory=pin)  # sampler epoch stays 0: fixed augmentation
+    # one line per epoch with the ETA of the run (an upper bound when early stopping may end it)
+    run_progress = Progress("training", max(epochs - len(state["history"]), 0), "epochs", log=log, interval=0)
     while len(state["history"]) < epochs and state["stale"] < (early_stop or math.inf):
         epoch = len(state["history"]) + 1
         start = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
+        progress = Progress(f"epoch {epoch}/{epochs}", len(train_set) + len(val_set), "pairs", log=log)
         net.train()
         train_loader.sampler.epoch = epoch
-        train_loss, train_acc = _run(net, train_loader, loss_fn, dev, opt)
+        train_loss, train_acc = _run(net, train_loader, loss_fn, dev, opt, progress)
         net.eval()
         with torch.no_grad():
-            val_loss, val_acc = _run(net, val_loader, loss_fn, dev, None)
+            val_loss, val_acc = _run(net, val_loader, loss_fn, dev, None, progress)
+        progress.done()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TiledupError(f"training diverged in epoch {epoch} (train loss {train_loss}, val loss "
                                f"{val_loss}); lower train.lr (now {lr_now})")
@@ -134,6 +139,8 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                  epoch, lr_now, train_loss, train_acc, val_loss, val_acc, row["seconds"])
         state["finished"] = len(state["history"]) >= epochs or state["stale"] >= (early_stop or math.inf)
         _save_checkpoint(ckpt_path, signature, net, opt, sched, state)
+        run_progress.update()
+    run_progress.done()
     if state["stale"] and early_stop and state["stale"] >= early_stop:
         log.info("early stop: no validation loss improvement for %d epochs", state["stale"])
 
@@ -146,8 +153,11 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     return best
 
 
-def _run(net, loader, loss_fn, dev, opt) -> tuple[float, float]:
-    """One pass over a loader (training when opt is given); mean loss and accuracy at 0.5."""
+def _run(net, loader, loss_fn, dev, opt, progress=None) -> tuple[float, float]:
+    """One pass over a loader (training when opt is given); mean loss and accuracy at 0.5.
+
+    `progress` (a tiledup.progress.Progress) counts the pairs.
+    """
     total_loss, correct, n = 0.0, 0, 0
     try:
         for x, y in loader:
@@ -163,6 +173,8 @@ def _run(net, loader, loss_fn, dev, opt) -> tuple[float, float]:
             total_loss += loss.item()
             correct += int(((logits.detach() > 0).float() == y).sum())
             n += len(y)
+            if progress is not None:
+                progress.update(len(y))
     except TiledupError:
         raise
     except Exception as e:  # a worker's TiledupError arrives wrapped with its traceback

@@ -1,13 +1,19 @@
 import json
 import os
 
-from snakemake.utils import validate
-
+from tiledup.config import check_config
 from tiledup.dataset import check_sample_config
+from tiledup.errors import TiledupError
 from tiledup.manifest import IMAGE_SUFFIXES, shard_name
 
 
-validate(config, "../schemas/config.schema.yaml")
+# The schema is the source of truth; check_config turns its errors into one short line each
+# (key path, what is allowed, what was given) instead of snakemake.utils.validate's schema dump.
+try:
+    check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    check_sample_config(config["sample"], has_layout=not config["images"])
+except TiledupError as e:
+    raise WorkflowError(str(e)) from None
 
 RESULTS = "results"
 DEMO = not config["images"]
@@ -15,7 +21,6 @@ IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
 SHARDS = [shard_name(k) for k in range(config["shards"])]
-check_sample_config(config["sample"], has_layout=DEMO)
 
 
 def check_images_folder(folder):
@@ -78,4 +83,5 @@ def all_targets():
         f"{RESULTS}/model/dupnet.pt",
         f"{RESULTS}/eval/metrics.json",
         f"{RESULTS}/eval/report.html",
+        f"{RESULTS}/eval/errors.csv",
     ]

@@ -9,6 +9,7 @@ rule evaluate:
         scores=f"{RESULTS}/eval/scores.parquet",
         metrics=f"{RESULTS}/eval/metrics.json",
         report=report(f"{RESULTS}/eval/report.html", category="Evaluation"),
+        errors=f"{RESULTS}/eval/errors.csv",
         roc=report(f"{RESULTS}/eval/roc.png", category="Evaluation"),
         pr=report(f"{RESULTS}/eval/pr.png", category="Evaluation"),
     params:
