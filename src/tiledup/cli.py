@@ -71,10 +71,11 @@ def cmd_dataset(a, opts):
 
 
 def cmd_train(a, opts):
-    from .train import train
+    from .train import recorded_log, train
 
-    _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
-          out_dir=a.out_dir, workers=a.workers)
+    with recorded_log(a.out_dir):
+        _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
+              out_dir=a.out_dir, workers=a.workers)
 
 
 def cmd_evaluate(a, opts):
