@@ -11,7 +11,8 @@ import pytest
 from tiledup.evaluate import method_metrics, verdict
 from tiledup.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
-from tiledup.report import channel_subtraction, overlap_box, panel, write_report
+from tiledup.rejects import summarise
+from tiledup.report import channel_subtraction, overlap_box, panel, rejects_section, write_report
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -65,6 +66,7 @@ def report_inputs(airbus_chips):
         "n_overlaps": 4, "n_undecidable": 1, "n_decidable": 3, "n_dup": 2, "n_nondup": 1, "truth": "t",
         "skipped_truth_lines": [{"line": "t:9", "text": "x", "reason": "expected 4 fields"}],
         "undecidable": [{"img1": names[3], "img2": names[4], "tag": "18", "is_dup": False}],
+        "rejects": summarise([{"image_id": "empty.jpg", "reason": "empty file", "shard": 1}], 6),
         "threshold_rule": "Youden's J", "methods": methods, "dupnet_beats_every_baseline": verdict(methods),
         "validation": {"n_pairs": 10, "n_dup": 5, "methods": {m: {"threshold": 0.5, "accuracy": 0.9, "roc_auc": 0.95}
                                                               for m in METHODS}},
@@ -78,7 +80,8 @@ def test_report_has_every_section_and_is_self_contained(report_inputs, tmp_path)
     page = (tmp_path / "report.html").read_text()
     for heading in ("Metrics (decidable overlaps)", "ROC and precision-recall", "Confusion matrices",
                     "DupNet errors (2)", "A sample of correct DupNet decisions (1 of 1)",
-                    "Undecidable overlaps (1)", "Skipped truth lines (1)", "Limitation"):
+                    "Undecidable overlaps (1)", "Skipped truth lines (1)", "Rejected images (1 of 6)",
+                    "Limitation"):
         assert heading in page, heading
     assert page.count("<figure ") == 3 and "average channel subtraction" in page
     srcs = re.findall(r'src="([^"]*)"', page)
@@ -94,3 +97,16 @@ def test_gallery_cap_is_announced(report_inputs, tmp_path):
     write_report(scored, metrics, images, tmp_path, gallery_errors=1, gallery_correct=0, thumb=64)
     page = (tmp_path / "report.html").read_text()
     assert "Showing the 1 most confident of 2 errors" in page and page.count("<figure ") == 1
+
+
+def test_rejects_section_counts_reasons_and_caps_the_names():
+    rejects = [{"image_id": f"{i:09x}.jpg", "reason": f"corrupt JPEG (marker {i})", "shard": 0} for i in range(60)]
+    rejects.append({"image_id": "&<b>.jpg", "reason": "size 512x512, expected 768x768", "shard": 2})
+    html = rejects_section(summarise(rejects, 100), show=50)
+    assert html.startswith('<section id="rejects">') and html.endswith("</section>")
+    assert "Rejected images (61 of 100)" in html
+    assert "<td>corrupt JPEG</td><td>60</td>" in html and "<td>size 512x512, expected 768x768</td><td>1</td>" in html
+    assert html.count("<td>corrupt JPEG (marker") == 50 - 1 and "&amp;&lt;b&gt;.jpg" in html  # sorted: first
+    assert "The first 50 of 61" in html
+    none = rejects_section(summarise([], 7))
+    assert "Rejected images (0 of 7)" in none and "accepted every image" in none

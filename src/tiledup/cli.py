@@ -47,7 +47,8 @@ def cmd_demo(a, opts):
 def cmd_manifest(a, opts):
     from .manifest import write_manifest
 
-    write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out)
+    write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out, lists_dir=a.lists,
+                   truth_path=a.truth or None, on_bad_truth=a.on_bad_truth)
 
 
 def cmd_tiles(a, opts):
@@ -61,6 +62,26 @@ def cmd_pairs(a, opts):
     from .pairs import pair_shard
 
     _call(pair_shard, "pairs", opts, tiles_path=a.tiles, pairs_path=a.out)
+
+
+def cmd_rejects(a, opts):
+    from .rejects import gather_rejects
+
+    gather_rejects(manifest_path=a.manifest, rejects_paths=a.rejects, out_path=a.out)
+
+
+def cmd_show_rejects(a, opts):
+    from .rejects import show_rejects
+
+    show_rejects(manifest_path=a.manifest, rejects_path=a.rejects)
+
+
+def cmd_truth(a, opts):
+    from .truth import write_checked
+
+    write_checked(truth_path=a.truth, manifest_path=a.manifest, rejects_path=a.rejects,
+                  images_dir=a.images, overlaps_path=a.overlaps, skipped_path=a.skipped,
+                  on_bad=a.on_bad_truth)
 
 
 def cmd_dataset(a, opts):
@@ -81,9 +102,9 @@ def cmd_train(a, opts):
 def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
-    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, images_dir=a.images,
-          model_path=a.model, val_path=a.val, tiles_paths=a.tiles, rejects_paths=a.rejects,
-          out_dir=a.out_dir)
+    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
+          skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
+          tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("manifest", cmd_manifest, "list the images folder once and assign shards")
     s.add_argument("--images", required=True)
     s.add_argument("--shards", type=int, required=True)
-    s.add_argument("--out", required=True, help="manifest Parquet; per-shard lists go beside it")
+    s.add_argument("--out", required=True, help="manifest Parquet")
+    s.add_argument("--lists", required=True, help="folder for the per-shard image lists (<shard>.txt)")
+    s.add_argument("--truth", default="", help="dup_truth file whose image names to check (optional)")
+    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"])
 
     s = command("tiles", cmd_tiles, "cut one shard's chips into tiles and hash them")
     s.add_argument("--images", required=True)
@@ -114,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--rejects", required=True)
     s.add_argument("--options", default="{}")
+
+    s = command("rejects", cmd_rejects, "gather every shard's rejected images; stop if all were rejected")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--rejects", nargs="+", required=True, help="the per-shard rejects tables")
+    s.add_argument("--out", required=True)
+
+    s = command("show-rejects", cmd_show_rejects, "print the rejected images by reason (end of a run)")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--rejects", required=True, help="the gathered rejects table")
+
+    s = command("truth", cmd_truth, "check dup_truth against the folder and the rejects; write it canonical")
+    s.add_argument("--truth", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--rejects", required=True, help="the gathered rejects table")
+    s.add_argument("--images", required=True, help="the images folder (named in messages)")
+    s.add_argument("--overlaps", required=True, help="output: the checked overlaps")
+    s.add_argument("--skipped", required=True, help="output: the skipped lines")
+    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"])
 
     s = command("pairs", cmd_pairs, "build one shard's self-supervised tile pairs")
     s.add_argument("--tiles", required=True)
@@ -135,12 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--options", default="{}")
 
     s = command("evaluate", cmd_evaluate, "score dup_truth with DupNet and the baselines")
-    s.add_argument("--truth", default="")
+    s.add_argument("--truth", default="", help="the dup_truth file as given (empty: no truth)")
+    s.add_argument("--overlaps", default="", help="its checked overlaps (`tiledup truth`)")
+    s.add_argument("--skipped", default="", help="its skipped lines (`tiledup truth`)")
     s.add_argument("--images", required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--val", required=True)
     s.add_argument("--tiles", nargs="+", required=True)
-    s.add_argument("--rejects", nargs="+", required=True)
+    s.add_argument("--rejects", required=True, help="the gathered rejects table")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--options", default="{}")
     return p

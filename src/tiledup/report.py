@@ -251,6 +251,7 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
                        f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in metrics["undecidable"])
         parts.append(f"<h2>Undecidable overlaps ({metrics['n_undecidable']})</h2>"
                      f"<table><tr><th>img1</th><th>img2</th><th>tag</th><th>is_dup</th></tr>{rows}</table>")
+    parts.append(rejects_section(metrics["rejects"]))
     if metrics["skipped_truth_lines"]:
         rows = "".join(f"<tr><td>{html.escape(s['line'])}</td><td>{html.escape(s['reason'])}</td></tr>"
                        for s in metrics["skipped_truth_lines"])
@@ -259,6 +260,23 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tiledup evaluation</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
     write_text(page, out_dir / "report.html")
+
+
+def rejects_section(rejects: dict, show: int = 50) -> str:
+    """Images the tile stage rejected: count, reasons, and the first `show` file names (anchor #rejects)."""
+    n, k = rejects["n_images"], rejects["n_rejected"]
+    head = f'<section id="rejects"><h2>Rejected images ({k} of {n})</h2>'
+    if not k:
+        return head + "<p>The tile stage accepted every image.</p></section>"
+    reasons = "".join(f"<tr><td>{html.escape(r)}</td><td>{c}</td></tr>" for r, c in rejects["by_reason"].items())
+    images = "".join(f"<tr><td>{html.escape(r['image_id'])}</td><td>{html.escape(r['reason'])}</td></tr>"
+                     for r in rejects["images"][:show])
+    more = (f"<p>The first {show} of {k}; metrics.json and results/rejects.parquet list them all.</p>"
+            if k > show else "")
+    return (f"{head}<p>These images were left out of every stage (not tiled, paired, trained on or "
+            "scored); a truth line naming one is an error or, with <code>on_bad_truth: skip</code>, "
+            "skipped.</p><table><tr><th>reason</th><th>images</th></tr>"
+            f"{reasons}</table><table><tr><th>image</th><th>reason</th></tr>{images}</table>{more}</section>")
 
 
 def write_bytes(data: bytes, path) -> None:
