@@ -66,7 +66,7 @@ def test_every_image_rejected_stops_with_the_summary(tmp_path, airbus_chips):
     with pytest.raises(TiledupError) as e:
         gather_rejects(manifest, rejects, out)
     text = str(e.value)
-    assert text.startswith("Rejected images: 4 of 4 (every one: nothing is left to tile")
+    assert text.startswith("Rejected images: 4 of 4 (every one: nothing is left to pair or train on):")
     for name, kind in bad.items():
         assert f"       1  {kind}" in text and f"{name} (shard " in text
     assert not out.exists()

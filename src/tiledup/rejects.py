@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .errors import TiledupError
+from .errors import TiledupError, listing
 from .io import read_parquets, read_table, write_parquet
 from .manifest import shard_name
-from .truth import listing
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def gather_rejects(manifest_path, rejects_paths, out_path) -> dict:
         r["shard"] = shard[r["image_id"]]
     summary = summarise(rejects, len(shard))
     if rejects and len(rejects) == len(shard):
-        lines = summary_lines(summary, "every one: nothing is left to tile, pair or train on")
+        lines = summary_lines(summary, "every one: nothing is left to pair or train on")
         images = [f"{r['image_id']} (shard {shard_name(r['shard'])}): {r['reason']}" for r in summary["images"]]
         raise TiledupError("\n".join(lines) + "\n" + listing("The images:", images))
     write_parquet(pa.Table.from_pylist(summary["images"], SCHEMA), out_path)

@@ -11,8 +11,8 @@ field count, unknown tag, label not 0/1, an image listed twice, an image that is
 not in the folder or that the tile stage rejected) is an error, or with
 `on_bad="skip"` is listed in the returned skips, which the evaluation reports;
 nothing is dropped silently. Errors list every bad line at once, each as
-`file:line: reason` (the first SHOW of them, then how many more), so one fix
-round is enough.
+`file:line: reason` (the first 20 of them, then how many more: errors.listing),
+so one round of fixes is enough.
 
 The workflow reads the file twice, both times with read_truth: the manifest
 checks the image names against the folder before any tile job runs
@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from .errors import TiledupError
+from .errors import TiledupError, listing
 from .grid import TAGS, partner_tag
 from .io import read_table, write_parquet
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["img1", "img2", "tag", "is_dup", "line"]
 ON_BAD = ("error", "skip")
-SHOW = 20  # bad lines an error message prints; it says how many more there are
 
 # results/truth/overlaps.parquet and skipped.parquet; `source` = `file:line`
 OVERLAPS_SCHEMA = pa.schema([("img1", pa.string()), ("img2", pa.string()), ("tag", pa.string()),
@@ -63,12 +62,6 @@ def _parse(text: str) -> tuple[str, str, str, bool]:
     if img1 == img2:
         raise ValueError(f"img1 and img2 are the same image {img1!r}")
     return img1, img2, tag, label == "1"
-
-
-def listing(header: str, items: list[str], show: int = SHOW) -> str:
-    """A header and the first `show` items, one per line, then how many more."""
-    more = f"\n... and {len(items) - show} more" if len(items) > show else ""
-    return "\n".join([header, *items[:show]]) + more
 
 
 def read_truth(path, accepted=None, rejected=None, images_dir=None, on_bad: str = "error"):
