@@ -281,3 +281,70 @@ def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "sample.fractions add up to 0.9" in proc.stdout + proc.stderr
     assert not (work / "results").exists()
+
+
+def _same_bytes(a: Path, b: Path, pattern: str) -> list[str]:
+    """Relative paths matching `pattern` under a and b; asserts both hold the same files, byte for byte."""
+    files = sorted(p.relative_to(a).as_posix() for p in a.glob(pattern))
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.glob(pattern))
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    return files
+
+
+def test_hard_kill_during_training_keeps_the_model_and_recovers_after_unlock(demo_run, tmp_path):
+    """kill -9 of the whole run while DupNet retrains: the previous model, history and curves stay;
+    Snakemake then refuses until `--unlock`, and finishes with the uninterrupted run's outputs."""
+    work = tmp_path / "wf"
+    shutil.copytree(demo_run, work, symlinks=True)
+    model = work / "results/model"
+    previous = {p.name: p.read_bytes() for p in model.glob("*") if p.name in ("dupnet.pt", "history.csv", "curves.png")}
+    assert len(previous) == 3
+    (model / "resume.pt").unlink()  # train from scratch again: the documented way to start over
+    config = ["--configfile", "config/config.yaml", str(TINY)]
+    cmd, env = snakemake_cmd(*config, "--forcerun", "train")
+    with open(tmp_path / "killed.out", "w") as out:
+        run = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not (model / "resume.pt").exists():  # epoch 1 is checkpointed; epoch 2 is training
+            assert run.poll() is None and time.time() < deadline, (tmp_path / "killed.out").read_text()
+            time.sleep(0.1)
+        during = {name: (model / name).read_bytes() if (model / name).exists() else None for name in previous}
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the whole run: snakemake, its job shell, train, loader workers
+        run.wait()
+    assert during == previous, "the previous model was removed or changed while training"
+    deadline = time.time() + 30
+    while _group_alive(run.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert {name: (model / name).read_bytes() for name in previous} == previous
+
+    refused = snakemake(work, *config, check=False)
+    assert refused.returncode != 0 and "Directory cannot be locked" in refused.stdout + refused.stderr
+    snakemake(work, "--unlock", *config)
+    resumed = snakemake(work, *config)
+    assert "resuming from results/model/resume.pt after epoch 1" in (work / "results/logs/train.log").read_text()
+    log = (work / "results/logs/train.log").read_text()
+    earlier, this_run = log.split("---- this run ----")
+    assert "epoch 1:" in earlier and "epoch 2:" in this_run  # the killed run's part is kept
+    assert planned_jobs(snakemake(work, *config, "-n")) == {}
+    # identical to the uninterrupted run: every table, the model and the metrics
+    tables = _same_bytes(demo_run / "results", work / "results", "**/*.parquet")
+    assert {"eval/scores.parquet", "dataset/train.parquet", "truth/overlaps.parquet"} <= set(tables)
+    nets = [load_dupnet(d / "results/model/dupnet.pt", "cpu") for d in (demo_run, work)]
+    assert nets[0].config == nets[1].config  # the same weights (the file's bytes name its temporary file)
+    assert all(torch.equal(nets[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())
+    _same_bytes(demo_run / "results", work / "results", "eval/metrics.json")
+    strip = lambda p: [row.rsplit(",", 1)[0] for row in p.read_text().splitlines()]  # noqa: E731 (seconds)
+    assert strip(work / "results/model/history.csv") == strip(demo_run / "results/model/history.csv")
+    assert "Rejected images: none of" in resumed.stdout + resumed.stderr
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
