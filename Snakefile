@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/tiles.smk"
+include: "workflow/rules/truth.smk"
 include: "workflow/rules/pairs.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
@@ -22,3 +23,12 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# The rejected images by reason, at the end of every run that did something. Run by
+# Snakemake's own Python, which imports tiledup anyway (common.smk), whatever the rules use.
+onsuccess:
+    shell(
+        "{sys.executable:q} -m tiledup.cli show-rejects"
+        " --manifest {RESULTS}/manifest/manifest.parquet --rejects {REJECTS}"
+    )

@@ -14,7 +14,7 @@ def test_bad_options_json_is_a_clear_error(tmp_path, caplog):
 
 def test_missing_images_folder_names_it(tmp_path, caplog):
     code = main(["manifest", "--images", str(tmp_path / "absent"), "--shards", "2",
-                 "--out", str(tmp_path / "m.parquet")])
+                 "--out", str(tmp_path / "m.parquet"), "--lists", str(tmp_path / "shards")])
     assert code == 2
     assert str(tmp_path / "absent") in caplog.text
 

@@ -23,7 +23,10 @@ from tiledup.evaluate import evaluate, youden_threshold
 from tiledup.overlaps import METHODS, ChipCache, aggregate, expand, score_pairs
 from tiledup.grid import CHIP, TAGS, TILE, offset_tag, tag_offset
 from tiledup.model import DupNet, save_dupnet
+from tiledup.manifest import write_manifest
+from tiledup.rejects import gather_rejects
 from tiledup.tiles import tile_shard
+from tiledup.truth import read_checked, write_checked
 
 # (image id, scene, pass, row, col): scene "sea" seen at two times, scene "cloud" all white
 CHIPS = [
@@ -84,8 +87,19 @@ def make_case(root, seed=0):
     torch.manual_seed(seed)
     model = root / "dupnet.pt"
     save_dupnet(DupNet(width=4, depth=1, stem=16, max_width=8), model)
-    return {"truth_path": truth, "images_dir": images, "model_path": model, "val_path": val,
-            "tiles_paths": [tiles], "rejects_paths": [rejects]}
+    manifest, gathered = root / "manifest.parquet", root / "rejects_all.parquet"
+    write_manifest(images, 1, manifest, root / "lists")
+    gather_rejects(manifest, [rejects], gathered)
+    return {**check_truth(root, truth, manifest, gathered, images), "images_dir": images,
+            "model_path": model, "val_path": val, "tiles_paths": [tiles], "rejects_path": gathered}
+
+
+def check_truth(root, truth, manifest, rejects, images, on_bad="error"):
+    """The `truth` rule's outputs for a truth file: evaluate's three truth arguments."""
+    out = {"truth_path": truth, "overlaps_path": root / f"{truth.stem}.overlaps.parquet",
+           "skipped_path": root / f"{truth.stem}.skipped.parquet"}
+    write_checked(truth, manifest, rejects, images, out["overlaps_path"], out["skipped_path"], on_bad)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +165,11 @@ def test_youden_threshold():
 
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
-    from tiledup.evaluate import _tile_lookup, _tile_tables
-    from tiledup.truth import read_truth
+    from tiledup.evaluate import _tile_lookup
+    from tiledup.io import read_parquets
 
-    tiles, rejected = _tile_tables(paths["tiles_paths"], paths["rejects_paths"])
-    overlaps, _ = read_truth(paths["truth_path"], set(tiles["image_id"].to_pylist()), rejected)
+    tiles = read_parquets(paths["tiles_paths"])
+    overlaps, _ = read_checked(paths["overlaps_path"], paths["skipped_path"])
     table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
@@ -222,7 +236,8 @@ def test_thresholds_do_not_depend_on_truth_labels(case, tmp_path):
     flipped = tmp_path / "flipped.txt"
     flipped.write_text("".join(f"{l[:-1]}{1 - int(l[-1])}\n" for l in paths["truth_path"].read_text().splitlines()
                                if l and not l.startswith("#")))
-    other = evaluate(**{**paths, "truth_path": flipped}, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
+    checked = check_truth(tmp_path, flipped, root / "manifest.parquet", paths["rejects_path"], paths["images_dir"])
+    other = evaluate(**{**paths, **checked}, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
     assert other["validation"] == metrics["validation"]
     for m in METHODS:
         assert other["methods"][m]["threshold"] == metrics["methods"][m]["threshold"]
@@ -238,7 +253,7 @@ def test_no_truth(case, tmp_path):
     out = tmp_path / "eval"
     code = cli.main(["evaluate", "--truth", "", "--images", str(paths["images_dir"]),
                      "--model", str(paths["model_path"]), "--val", str(paths["val_path"]),
-                     "--tiles", *map(str, paths["tiles_paths"]), "--rejects", *map(str, paths["rejects_paths"]),
+                     "--tiles", *map(str, paths["tiles_paths"]), "--rejects", str(paths["rejects_path"]),
                      "--out-dir", str(out), "--options", json.dumps({"device": "cpu"})])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -252,16 +267,31 @@ def test_no_truth(case, tmp_path):
 
 
 def test_rejected_image_in_truth_is_an_error_or_a_listed_skip(case, tmp_path):
-    _, paths, _ = case
+    root, paths, metrics = case
     truth = tmp_path / "truth.txt"
     truth.write_text(paths["truth_path"].read_text() + "a00000001.jpg broken.jpg 08 0\n")
     n = len(truth.read_text().splitlines())
+    args = (root / "manifest.parquet", paths["rejects_path"], paths["images_dir"])
     with pytest.raises(TiledupError, match=rf"{truth}:{n}: image broken.jpg was rejected by the tile stage"):
-        evaluate(**{**paths, "truth_path": truth}, out_dir=tmp_path / "eval", device="cpu")
-    metrics = evaluate(**{**paths, "truth_path": truth}, out_dir=tmp_path / "eval", device="cpu",
-                       on_bad_truth="skip")
-    assert [s["line"] for s in metrics["skipped_truth_lines"]] == [f"{truth}:{n}"]
+        check_truth(tmp_path, truth, *args)
+    skipped = evaluate(**{**paths, **check_truth(tmp_path, truth, *args, on_bad="skip")},
+                       out_dir=tmp_path / "eval", device="cpu")
+    assert [s["line"] for s in skipped["skipped_truth_lines"]] == [f"{truth}:{n}"]
+    assert skipped["skipped_truth_lines"][0]["reason"].startswith("image broken.jpg was rejected")
     assert f"{truth}:{n}" in (tmp_path / "eval" / "report.html").read_text()
+    assert skipped["n_overlaps"] == metrics["n_overlaps"]
+
+
+def test_rejects_are_counted_and_listed(case):
+    root, _, metrics = case
+    rejects = metrics["rejects"]
+    assert rejects["n_images"] == len(CHIPS) + 1 and rejects["n_rejected"] == 1
+    assert rejects["by_reason"] == {"corrupt JPEG header": 1}  # the decoder's detail is left out
+    [image] = rejects["images"]
+    assert image["image_id"] == "broken.jpg" and image["shard"] == 0
+    assert image["reason"].startswith("corrupt JPEG header (")
+    page = (root / "eval" / "report.html").read_text()
+    assert 'id="rejects"' in page and "broken.jpg" in page
 
 
 def test_validation_split_with_one_class_is_a_clear_error(case, tmp_path):

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiledup.errors import TiledupError
+from tiledup.grid import TAGS
 from tiledup.manifest import list_images, read_list, shard_name, shard_of, write_manifest
 
 
@@ -41,11 +42,11 @@ def test_write_manifest_lists_every_image_once(tmp_path):
     images = tmp_path / "images"
     make_images(images, IDS + ["extra.JPEG", "notes.txt"])
     out = tmp_path / "manifest" / "manifest.parquet"
-    table = write_manifest(images, 3, out)
+    table = write_manifest(images, 3, out, tmp_path / "manifest" / "shards")
     assert pq.read_table(out).equals(table)
     ids = table.column("image_id").to_pylist()
     assert ids == sorted(IDS + ["extra.JPEG"])  # only the .jpg/.jpeg suffix counts
-    lists = {k: read_list(out.parent / f"{shard_name(k)}.txt") for k in range(3)}
+    lists = {k: read_list(out.parent / "shards" / f"{shard_name(k)}.txt") for k in range(3)}
     assert sorted(sum(lists.values(), [])) == ids
     for image_id, k in zip(ids, table.column("shard").to_pylist()):
         assert k == shard_of(image_id, 3) and image_id in lists[k]
@@ -55,13 +56,13 @@ def test_write_manifest_lists_every_image_once(tmp_path):
 def test_adding_images_leaves_untouched_shard_lists_identical(tmp_path):
     images = tmp_path / "images"
     make_images(images, IDS)
-    out = tmp_path / "m" / "manifest.parquet"
-    write_manifest(images, 8, out)
-    before = {k: (out.parent / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
+    out, lists = tmp_path / "m" / "manifest.parquet", tmp_path / "m" / "shards"
+    write_manifest(images, 8, out, lists)
+    before = {k: (lists / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
     new = "fffffffff.jpg"
     make_images(images, [new])
-    write_manifest(images, 8, out)
-    after = {k: (out.parent / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
+    write_manifest(images, 8, out, lists)
+    after = {k: (lists / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
     changed = [k for k in range(8) if before[k] != after[k]]
     assert changed == [shard_of(new, 8)]
 
@@ -72,10 +73,10 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     make_images(empty, ["readme.txt", "labels.csv"])
     with pytest.raises(TiledupError, match=f"{empty}.*holds no .jpg images"):
-        write_manifest(empty, 2, tmp_path / "m.parquet")
+        write_manifest(empty, 2, tmp_path / "m.parquet", tmp_path / "shards")
     make_images(empty, ["a.jpg"])
     with pytest.raises(TiledupError, match="shards must be >= 1"):
-        write_manifest(empty, 0, tmp_path / "m.parquet")
+        write_manifest(empty, 0, tmp_path / "m.parquet", tmp_path / "shards")
 
 
 def test_read_list_skips_blank_lines(tmp_path):
@@ -84,3 +85,30 @@ def test_read_list_skips_blank_lines(tmp_path):
     assert read_list(p) == ["a.jpg", "b.jpg"]
     p.write_text("")
     assert read_list(p) == []
+
+
+def test_a_parquet_file_given_as_list_is_a_clear_error(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, IDS)
+    out = tmp_path / "manifest.parquet"
+    write_manifest(images, 2, out, tmp_path / "shards")
+    with pytest.raises(TiledupError, match=f"{out}: not a shard list"):
+        read_list(out)
+
+
+def test_truth_naming_missing_images_stops_the_manifest_listing_every_line(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, IDS)
+    truth = tmp_path / "dup_truth.txt"
+    truth.write_text(f"{IDS[0]} {IDS[1]} 08 1\n{IDS[0]} gone1.jpg 05 0\n# comment\n"
+                     f"gone2.jpg {IDS[2]} 38 1\n{IDS[3]} {IDS[4]} 0 1\n")
+    out, lists = tmp_path / "m" / "manifest.parquet", tmp_path / "m" / "shards"
+    with pytest.raises(TiledupError) as e:
+        write_manifest(images, 2, out, lists, truth_path=truth)
+    assert str(e.value).splitlines()[1:] == [
+        f"{truth}:2: image gone1.jpg is not in the images folder {images}",
+        f"{truth}:4: image gone2.jpg is not in the images folder {images}",
+        f"{truth}:5: unknown overlap tag '0' (expected one of {' '.join(TAGS)})"]
+    assert not out.exists() and not lists.exists()  # checked before anything is written
+    write_manifest(images, 2, out, lists, truth_path=truth, on_bad_truth="skip")  # left to the truth rule
+    assert out.exists()

@@ -11,8 +11,9 @@ import pytest
 from tiledup.evaluate import evaluate, method_metrics, overlap_counts, verdict
 from tiledup.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
+from tiledup.rejects import summarise
 from tiledup.report import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
-                            overlap_box, page, panel, write_report)
+                            overlap_box, page, panel, rejects_section, write_report)
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -80,6 +81,7 @@ def report_inputs(airbus_chips):
         "counts": overlap_counts(scored),
         "skipped_truth_lines": [{"line": "t:9", "text": "x", "reason": "expected 4 fields"}],
         "undecidable": [{"img1": names[3], "img2": names[4], "tag": "18", "is_dup": False}],
+        "rejects": summarise([{"image_id": "empty.jpg", "reason": "empty file", "shard": 1}], 6),
         "threshold_rule": "Youden's J", "methods": methods, "dupnet_beats_every_baseline": verdict(methods),
         "validation": {"n_pairs": 10, "n_dup": 5, "methods": {m: {"threshold": 0.5, "accuracy": 0.9, "roc_auc": 0.95}
                                                               for m in METHODS}},
@@ -100,7 +102,7 @@ def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, 
     assert all(any(t == want for t in titles) for want in [
         "Metrics (decidable overlaps)", "How overlaps were scored", "ROC and precision-recall",
         "Confusion matrices", "DupNet errors (2)", "A sample of correct DupNet decisions (1 of 1)",
-        "Undecidable overlaps (1)", "Skipped truth lines (1)"])
+        "Undecidable overlaps (1)", "Rejected images (1 of 6)", "Skipped truth lines (1)"])
     # counts that add up: all = decidable + undecidable, per class
     assert ("4 labelled overlaps (2 duplicates + 2 not) = <b>3 decidable</b> (2 duplicates + 1 not) "
             "+ <b>1 undecidable</b> (0 duplicates + 1 not;") in page_
@@ -174,3 +176,22 @@ def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, 
     write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
     rest = (tmp_path / "report.html").stat().st_size
     assert rest + n_cards * largest <= 5_000_000, (rest, n_cards, largest)
+
+
+def test_rejects_section_counts_reasons_and_caps_the_names(report_inputs, tmp_path):
+    scored, metrics, images = report_inputs
+    rejects = [{"image_id": f"{i:09x}.jpg", "reason": f"corrupt JPEG (marker {i})", "shard": 0} for i in range(60)]
+    rejects.append({"image_id": "&<b>.jpg", "reason": "size 512x512, expected 768x768", "shard": 2})
+
+    def section(summary):
+        data = ReportData(scored=scored, metrics={**metrics, "rejects": summary}, images_dir=images,
+                          out_dir=tmp_path, errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
+        return rejects_section(data, show=50)
+
+    sid, title, html = section(summarise(rejects, 100))
+    assert sid == "rejects" and title == "Rejected images (61 of 100)"
+    assert "<td>corrupt JPEG</td><td>60</td>" in html and "<td>size 512x512, expected 768x768</td><td>1</td>" in html
+    assert html.count("<td>corrupt JPEG (marker") == 50 - 1 and "&amp;&lt;b&gt;.jpg" in html  # sorted: first
+    assert "The first 50 of 61" in html
+    _, title, html = section(summarise([], 7))
+    assert title == "Rejected images (0 of 7)" and "accepted every image" in html

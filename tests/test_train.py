@@ -136,3 +136,27 @@ def test_bad_input_is_named(tables, real_data, tmp_path, airbus_chips):
     (tmp_path / "junk" / "resume.pt").write_bytes(b"garbage")
     with pytest.raises(TiledupError, match="unreadable resume checkpoint"):
         train(*tables, images, tmp_path / "junk", workers=0, epochs=1, **TINY)
+
+
+def test_recorded_log_keeps_the_earlier_part_while_resume_pt_exists(tmp_path, capfd):
+    import logging
+
+    from tiledup.train import recorded_log
+
+    log = logging.getLogger("tiledup.train")
+    with recorded_log(tmp_path):
+        log.warning("epoch 1 of the first run")
+    (tmp_path / "resume.pt").write_bytes(b"checkpoint")  # the first run left a checkpoint
+    capfd.readouterr()
+    with recorded_log(tmp_path):
+        log.warning("epoch 2 after resuming")
+    err = capfd.readouterr().err
+    assert err.index("earlier runs of this training") < err.index("epoch 1 of the first run") < err.index("this run")
+    text = (tmp_path / "resume.log").read_text()
+    assert text.index("epoch 1 of the first run") < text.index("epoch 2 after resuming")
+    (tmp_path / "resume.pt").unlink()  # starting over: a new record
+    with recorded_log(tmp_path):
+        log.warning("a fresh start")
+    assert "epoch 1" not in (tmp_path / "resume.log").read_text()
+    assert "earlier runs" not in capfd.readouterr().err
+    assert not [h for h in logging.getLogger().handlers if getattr(h, "baseFilename", "").endswith("resume.log")]

@@ -66,8 +66,36 @@ def test_comments_and_blank_lines_are_ignored(tmp_path):
 ])
 def test_bad_line_error_names_file_and_line(tmp_path, line, message):
     path = write(tmp_path, "aaa.jpg bbb.jpg 08 1", line)
-    with pytest.raises(TiledupError, match=rf"^{path}:2: {message}"):
+    with pytest.raises(TiledupError, match=rf"(?m)^{path}: 1 bad line\(s\).*\n{path}:2: {message}"):
         read_truth(path, IMAGES, {"bad.jpg": "corrupt JPEG"}, images_dir="/imgs")
+
+
+def test_every_bad_line_is_listed_at_once_up_to_a_cap(tmp_path):
+    # a rejected chip in 18 lines, then a file with 3 more bad lines among good ones
+    lines = [f"bad.jpg {other} 08 {k % 2}" for k, other in enumerate(["aaa.jpg", "bbb.jpg", "ccc.jpg"] * 6)]
+    path = write(tmp_path, *lines)
+    with pytest.raises(TiledupError) as e:
+        read_truth(path, IMAGES, {"bad.jpg": "corrupt JPEG"})
+    listed = str(e.value).splitlines()[1:]
+    assert str(e.value).startswith(f"{path}: 18 bad line(s)")
+    assert listed == [f"{path}:{n}: image bad.jpg was rejected by the tile stage (corrupt JPEG)" for n in range(1, 19)]
+    path = write(tmp_path, *lines, "aaa.jpg bbb.jpg 99 1", "aaa.jpg", "aaa.jpg ccc.jpg 08 1", "ccc.jpg bbb.jpg 08 x")
+    with pytest.raises(TiledupError) as e:
+        read_truth(path, IMAGES, {"bad.jpg": "corrupt JPEG"})
+    text = str(e.value).splitlines()
+    assert text[0].startswith(f"{path}: 21 bad line(s)") and len(text) == 1 + 20 + 1
+    assert text[-2] == f"{path}:20: expected 4 fields `img1 img2 tag is_dup`, got 1"
+    assert text[-1] == "... and 1 more"
+
+
+def test_every_conflict_is_listed(tmp_path):
+    path = write(tmp_path, "aaa.jpg bbb.jpg 05 1", "bbb.jpg aaa.jpg 38 0", "aaa.jpg ccc.jpg 08 1",
+                 "aaa.jpg ccc.jpg 08 0", "zzz.jpg aaa.jpg 08 1")
+    with pytest.raises(TiledupError) as e:
+        read_truth(path, IMAGES, on_bad="skip")
+    text = str(e.value)
+    assert text.startswith(f"{path}: 2 overlap(s) labelled twice")
+    assert f"{path}:1 and {path}:2 label" in text and f"{path}:3 and {path}:4 label" in text
 
 
 def test_skip_mode_lists_every_bad_line_and_keeps_the_rest(tmp_path):

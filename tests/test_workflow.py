@@ -1,16 +1,25 @@
-"""The real Snakemake workflow: tiny demo end to end, incremental shards, config edits, lint."""
+"""The real Snakemake workflow: tiny demo end to end, incremental shards, config edits, lint,
+shard-count changes, early truth checks, rejects surfaced, and recovery from a hard kill."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tiledup.manifest import shard_name, shard_of
+from tiledup.model import load_dupnet
 
-from workflow import TINY, planned_jobs, snakemake, workflow_copy
+from bad_chips import write_bad_chips
+from workflow import TINY, planned_jobs, snakemake, snakemake_cmd, workflow_copy
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +28,8 @@ pytestmark = pytest.mark.slow
 def demo_run(tmp_path_factory):
     """One end-to-end run of the tiny demo (demo -> tiles -> pairs -> dataset -> train -> evaluate)."""
     work = workflow_copy(tmp_path_factory.mktemp("demo"))
-    snakemake(work, "--configfile", "config/config.yaml", str(TINY))
+    proc = snakemake(work, "--configfile", "config/config.yaml", str(TINY))
+    (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
     return work
 
 
@@ -40,7 +50,14 @@ def test_demo_run_produces_every_stage(demo_run):
     html = (demo_run / "results/eval/report.html").read_text()
     assert "<table" in html and "dupnet" in html.lower()
     logs = {p.relative_to(demo_run / "results/logs").as_posix() for p in (demo_run / "results/logs").rglob("*.log")}
-    assert {"demo.log", "manifest.log", "dataset.log", "train.log", "evaluate.log"} <= logs
+    assert {"demo.log", "manifest.log", "rejects.log", "truth.log", "dataset.log", "train.log",
+            "evaluate.log"} <= logs
+    # the truth was checked into a table of its own, which evaluate scored
+    checked = pq.read_table(demo_run / "results/truth/overlaps.parquet")
+    assert checked.column_names == ["img1", "img2", "tag", "is_dup", "source"]
+    assert checked.num_rows == metrics["n_overlaps"] and metrics["skipped_truth_lines"] == []
+    assert metrics["rejects"] == {"n_images": len(layout), "n_rejected": 0, "by_reason": {}, "images": []}
+    assert f"Rejected images: none of {len(layout)}." in (demo_run / "snakemake.out").read_text()
 
 
 def test_nothing_left_to_do_after_a_run(demo_run):
@@ -93,18 +110,167 @@ def test_lint_passes(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_real_chips_without_truth_say_so(tmp_path, real_data):
+@pytest.fixture(scope="module")
+def chips_run(tmp_path_factory, airbus_chips):
+    """A user's own folder without truth: the 24 real chips and 4 files the tile stage must reject."""
+    root = tmp_path_factory.mktemp("chips")
+    images = root / "images"
+    images.mkdir()
+    for chip in airbus_chips:
+        shutil.copy(chip, images / chip.name)
+    bad = write_bad_chips(images, airbus_chips[0])
+    (root / "wf").mkdir()
+    work = workflow_copy(root / "wf")
+    proc = snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}")
+    return work, images, bad, proc.stdout + proc.stderr
+
+
+def test_real_chips_without_truth_say_so(chips_run, airbus_chips):
     """A user's own folder (the real Airbus chips) and no truth: every stage runs, evaluation says so."""
-    (tmp_path / "wf").mkdir()
-    work = workflow_copy(tmp_path / "wf")
-    images = real_data / "airbus_samples"
-    snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}")
+    work, _, _, _ = chips_run
     metrics = json.loads((work / "results/eval/metrics.json").read_text())
     assert metrics["n_overlaps"] == 0 and metrics["methods"] == {}
     assert "no truth given" in metrics["note"]
     assert "no truth was given" in (work / "results/eval/report.html").read_text().lower()
     tiles = pq.read_table(sorted((work / "results/tiles").glob("*.parquet")))
-    assert tiles.num_rows == 9 * len(list(images.glob("*.jpg")))
+    assert tiles.num_rows == 9 * len(airbus_chips)
+    assert not (work / "results/truth").exists()
+
+
+def test_rejects_are_summarised_in_metrics_report_and_console(chips_run, airbus_chips):
+    work, _, bad, output = chips_run
+    rejects = json.loads((work / "results/eval/metrics.json").read_text())["rejects"]
+    n = len(airbus_chips) + len(bad)
+    assert rejects["n_images"] == n and rejects["n_rejected"] == len(bad)
+    assert rejects["by_reason"] == {kind: 1 for kind in sorted(bad.values())}
+    assert [r["image_id"] for r in rejects["images"]] == sorted(bad)
+    page = (work / "results/eval/report.html").read_text()
+    section = page[page.index('<section id="rejects">'):]
+    assert f"Rejected images ({len(bad)} of {n})" in section
+    assert all(name in section and kind in section for name, kind in bad.items())
+    # the console, at the very end of the run: one line per reason and where the full list is
+    tail = output[output.rindex("Rejected images:"):].splitlines()
+    assert tail[0] == f"Rejected images: {len(bad)} of {n} (full list: results/rejects.parquet):"
+    assert sorted(line.split(None, 1)[1] for line in tail[1:1 + len(bad)]) == sorted(bad.values())
+    assert pq.read_table(work / "results/rejects.parquet").column("image_id").to_pylist() == sorted(bad)
+
+
+def test_shard_count_changes_rebuild_every_shard(chips_run, tmp_path):
+    """4 -> 8 -> 3 shards: the manifest re-runs, every shard's tiles and pairs follow, no image is
+    lost or repeated, and nothing is left to do afterwards."""
+    work = tmp_path / "wf"
+    shutil.copytree(chips_run[0], work, symlinks=True)
+    images, bad = chips_run[1], chips_run[2]
+    good = sorted(set(os.listdir(images)) - set(bad))
+    previous = 4  # tests/cluster/tiny.yaml
+    for shards in (8, 3):
+        config = ["--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}",
+                  f"shards={shards}"]
+        dry = snakemake(work, "pairs", "-n", *config)
+        assert planned_jobs(dry).get("manifest") == 1, dry.stdout
+        assert f"Params have changed since last execution: Union of exclusive params before and now " \
+               f"across all output: before: {previous} now: {shards}" in dry.stdout
+        lists = work / "results/manifest/shards"
+        before = {p.name: p.read_bytes() for p in lists.glob("*.txt")}
+        snakemake(work, "results/manifest/manifest.parquet", *config)
+        changed = {p.stem for p in lists.glob("*.txt") if before.get(p.name) != p.read_bytes()}
+        dry = snakemake(work, "pairs", "-n", *config)  # the lists are known: the exact jobs
+        planned = {line.split("results/tiles/")[1][:3] for line in dry.stdout.splitlines()
+                   if "output:" in line and "results/tiles/" in line}
+        assert planned == changed and planned_jobs(dry)["pair_shard"] == len(changed), dry.stdout
+        snakemake(work, "pairs", *config)
+        previous = shards
+        assert planned_jobs(snakemake(work, "pairs", "-n", *config)) == {}
+        tiled, rejected, all_paired = [], [], set()
+        for k in range(shards):
+            name = shard_name(k)
+            ids = pq.read_table(work / f"results/tiles/{name}.parquet").column("image_id").to_pylist()
+            assert len(ids) == 9 * len(set(ids))
+            shard_ids = sorted(set(ids)) + pq.read_table(work / f"results/rejects/{name}.parquet").column(
+                "image_id").to_pylist()
+            assert all(shard_of(i, shards) == k for i in shard_ids), (shards, name)
+            paired = set(pq.read_table(work / f"results/pairs/{name}.parquet").column("image_id").to_pylist())
+            assert paired <= set(ids)  # a shard's pairs come from its own tiles
+            all_paired |= paired
+            tiled += sorted(set(ids))
+            rejected += pq.read_table(work / f"results/rejects/{name}.parquet").column("image_id").to_pylist()
+        assert sorted(tiled) == good and sorted(rejected) == sorted(bad)  # none lost, none repeated
+        assert len(all_paired) > len(good) // 2
+        assert sorted(p.stem for p in lists.glob("*.txt")) == [shard_name(k) for k in range(shards)]
+
+
+def test_every_image_rejected_fails_with_the_summary(tmp_path, airbus_chips):
+    images = tmp_path / "images"
+    images.mkdir()
+    bad = write_bad_chips(images, airbus_chips[0])
+    (tmp_path / "wf").mkdir()
+    work = workflow_copy(tmp_path / "wf")
+    proc = snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}",
+                     check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"Rejected images: {len(bad)} of {len(bad)} (every one" in out
+    for name, kind in bad.items():
+        assert f"       1  {kind}" in out and name in out
+    assert not (work / "results/dataset").exists()
+
+
+def _images(tmp_path, chips):
+    images = tmp_path / "images"
+    images.mkdir()
+    for chip in chips:
+        shutil.copy(chip, images / chip.name)
+    return images
+
+
+def test_truth_naming_missing_images_stops_before_any_tile_job(tmp_path, airbus_chips):
+    chips = [c.name for c in airbus_chips[:6]]
+    images = _images(tmp_path, airbus_chips[:6])
+    truth = tmp_path / "dup_truth.txt"
+    lines = [f"{chips[0]} {chips[1]} 08 1"] + [f"{chips[k]} gone{k}.jpg 05 0" for k in range(3)]
+    truth.write_text("\n".join(lines + [f"{chips[2]} {chips[3]} 99 1"]) + "\n")
+    (tmp_path / "wf").mkdir()
+    work = workflow_copy(tmp_path / "wf")
+    proc = snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}",
+                     f"truth={truth}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{truth}: 4 bad line(s)" in out
+    for k in range(3):
+        assert f"{truth}:{k + 2}: image gone{k}.jpg is not in the images folder {images}" in out
+    assert f"{truth}:5: unknown overlap tag '99'" in out
+    assert "rule tile_shard" not in out and not (work / "results/tiles").exists()
+
+
+def test_truth_naming_a_rejected_chip_stops_before_training(tmp_path, airbus_chips):
+    """A chip named in 18 truth lines that the tile stage rejects: all 18 listed, no dataset, no training;
+    with on_bad_truth=skip the same lines are skipped and listed."""
+    images = _images(tmp_path, airbus_chips[:6])
+    write_bad_chips(images, airbus_chips[0])
+    chips = [c.name for c in airbus_chips[:6]]
+    lines = [f"{chips[0]} {chips[1]} 08 1"]
+    lines += [f"{c} bad000001.jpg {tag} {k % 2}" for k, (c, tag) in
+              enumerate((c, tag) for c in chips for tag in ("08", "05", "38"))]
+    truth = tmp_path / "dup_truth.txt"
+    truth.write_text("\n".join(lines) + "\n")
+    (tmp_path / "wf").mkdir()
+    work = workflow_copy(tmp_path / "wf")
+    config = ["--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}", f"truth={truth}"]
+    proc = snakemake(work, *config, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{truth}: 18 bad line(s)" in out
+    for n in range(2, 20):
+        assert f"{truth}:{n}: image bad000001.jpg was rejected by the tile stage (corrupt JPEG" in out
+    assert (work / "results/rejects.parquet").exists() and not (work / "results/dataset").exists()
+    assert not (work / "results/model").exists()
+
+    snakemake(work, "results/truth/overlaps.parquet", *config, "on_bad_truth=skip")
+    skipped = pq.read_table(work / "results/truth/skipped.parquet").to_pylist()
+    assert [s["source"] for s in skipped] == [f"{truth}:{n}" for n in range(2, 20)]
+    checked = pq.read_table(work / "results/truth/overlaps.parquet").to_pylist()
+    assert checked == [{"img1": min(chips[:2]), "img2": max(chips[:2]), "tag": "08", "is_dup": True,
+                        "source": f"{truth}:1"}]
 
 
 def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
@@ -138,3 +304,70 @@ def test_config_mistakes_are_short_and_name_the_key_path(tmp_path, edit, names):
     assert len(out.splitlines()) <= 10, out  # no schema dump (it was ~530 lines)
     assert "Failed validating" not in out and "'properties'" not in out
     assert not (work / "results").exists()
+
+
+def _same_bytes(a: Path, b: Path, pattern: str) -> list[str]:
+    """Relative paths matching `pattern` under a and b; asserts both hold the same files, byte for byte."""
+    files = sorted(p.relative_to(a).as_posix() for p in a.glob(pattern))
+    assert files == sorted(p.relative_to(b).as_posix() for p in b.glob(pattern))
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    return files
+
+
+def test_hard_kill_during_training_keeps_the_model_and_recovers_after_unlock(demo_run, tmp_path):
+    """kill -9 of the whole run while DupNet retrains: the previous model, history and curves stay;
+    Snakemake then refuses until `--unlock`, and finishes with the uninterrupted run's outputs."""
+    work = tmp_path / "wf"
+    shutil.copytree(demo_run, work, symlinks=True)
+    model = work / "results/model"
+    previous = {p.name: p.read_bytes() for p in model.glob("*") if p.name in ("dupnet.pt", "history.csv", "curves.png")}
+    assert len(previous) == 3
+    (model / "resume.pt").unlink()  # train from scratch again: the documented way to start over
+    config = ["--configfile", "config/config.yaml", str(TINY)]
+    cmd, env = snakemake_cmd(*config, "--forcerun", "train")
+    with open(tmp_path / "killed.out", "w") as out:
+        run = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not (model / "resume.pt").exists():  # epoch 1 is checkpointed; epoch 2 is training
+            assert run.poll() is None and time.time() < deadline, (tmp_path / "killed.out").read_text()
+            time.sleep(0.1)
+        during = {name: (model / name).read_bytes() if (model / name).exists() else None for name in previous}
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the whole run: snakemake, its job shell, train, loader workers
+        run.wait()
+    assert during == previous, "the previous model was removed or changed while training"
+    deadline = time.time() + 30
+    while _group_alive(run.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert {name: (model / name).read_bytes() for name in previous} == previous
+
+    refused = snakemake(work, *config, check=False)
+    assert refused.returncode != 0 and "Directory cannot be locked" in refused.stdout + refused.stderr
+    snakemake(work, "--unlock", *config)
+    resumed = snakemake(work, *config)
+    assert "resuming from results/model/resume.pt after epoch 1" in (work / "results/logs/train.log").read_text()
+    log = (work / "results/logs/train.log").read_text()
+    earlier, this_run = log.split("---- this run ----")
+    assert "epoch 1:" in earlier and "epoch 2:" in this_run  # the killed run's part is kept
+    assert planned_jobs(snakemake(work, *config, "-n")) == {}
+    # identical to the uninterrupted run: every table, the model and the metrics
+    tables = _same_bytes(demo_run / "results", work / "results", "**/*.parquet")
+    assert {"eval/scores.parquet", "dataset/train.parquet", "truth/overlaps.parquet"} <= set(tables)
+    nets = [load_dupnet(d / "results/model/dupnet.pt", "cpu") for d in (demo_run, work)]
+    assert nets[0].config == nets[1].config  # the same weights (the file's bytes name its temporary file)
+    assert all(torch.equal(nets[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())
+    _same_bytes(demo_run / "results", work / "results", "eval/metrics.json")
+    strip = lambda p: [row.rsplit(",", 1)[0] for row in p.read_text().splitlines()]  # noqa: E731 (seconds)
+    assert strip(work / "results/model/history.csv") == strip(demo_run / "results/model/history.csv")
+    assert "Rejected images: none of" in resumed.stdout + resumed.stderr
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -64,7 +64,8 @@ def cmd_demo(a, opts):
 def cmd_manifest(a, opts):
     from .manifest import write_manifest
 
-    write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out)
+    write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out, lists_dir=a.lists,
+                   truth_path=a.truth or None, on_bad_truth=a.on_bad_truth)
 
 
 def cmd_tiles(a, opts):
@@ -80,6 +81,26 @@ def cmd_pairs(a, opts):
     _call(pair_shard, "pairs", opts, tiles_path=a.tiles, pairs_path=a.out)
 
 
+def cmd_rejects(a, opts):
+    from .rejects import gather_rejects
+
+    gather_rejects(manifest_path=a.manifest, rejects_paths=a.rejects, out_path=a.out)
+
+
+def cmd_show_rejects(a, opts):
+    from .rejects import show_rejects
+
+    show_rejects(manifest_path=a.manifest, rejects_path=a.rejects)
+
+
+def cmd_truth(a, opts):
+    from .truth import write_checked
+
+    write_checked(truth_path=a.truth, manifest_path=a.manifest, rejects_path=a.rejects,
+                  images_dir=a.images, overlaps_path=a.overlaps, skipped_path=a.skipped,
+                  on_bad=a.on_bad_truth)
+
+
 def cmd_dataset(a, opts):
     from .dataset import build_dataset
 
@@ -88,18 +109,19 @@ def cmd_dataset(a, opts):
 
 
 def cmd_train(a, opts):
-    from .train import train
+    from .train import recorded_log, train
 
-    _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
-          out_dir=a.out_dir, workers=a.workers)
+    with recorded_log(a.out_dir):
+        _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
+              out_dir=a.out_dir, workers=a.workers)
 
 
 def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
-    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, images_dir=a.images,
-          model_path=a.model, val_path=a.val, tiles_paths=a.tiles, rejects_paths=a.rejects,
-          out_dir=a.out_dir)
+    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
+          skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
+          tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir)
 
 
 def version() -> str:
@@ -143,10 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("manifest", cmd_manifest, "list the images folder once and assign every image to a shard",
                 "List the images folder once and assign every image to one of N shards by a stable "
-                "hash of its id; writes the manifest and one image list per shard beside it.")
+                "hash of its id; writes the manifest and one image list per shard. With a dup_truth "
+                "file, every image it names must be in the folder (checked before any tile job).")
     s.add_argument("--images", required=True, help="folder of 768 x 768 JPEG chips")
     s.add_argument("--shards", type=int, required=True, help="number of shards")
-    s.add_argument("--out", required=True, help="manifest Parquet to write; the per-shard lists go beside it")
+    s.add_argument("--out", required=True, help="manifest Parquet to write (image_id, shard)")
+    s.add_argument("--lists", required=True, help="folder to write the per-shard image lists into (<shard>.txt)")
+    s.add_argument("--truth", default="", help="dup_truth file whose image names to check (optional)")
+    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"],
+                   help="a truth line naming a missing image stops the run (error) or is skipped later")
 
     s = command("tiles", cmd_tiles, "cut one shard's chips into 9 tiles and hash them (or list why not)",
                 "Decode every chip of one shard, cut it into 9 tiles of 256 x 256 and write one row "
@@ -156,6 +183,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", required=True, help="the shard's image list (one id per line)")
     s.add_argument("--out", required=True, help="tile table (Parquet) to write")
     s.add_argument("--rejects", required=True, help="rejects table (Parquet) to write: image_id, reason")
+
+    s = command("rejects", cmd_rejects, "gather every shard's rejected images; stop if all were rejected",
+                "Gather the rejects tables of all shards into one table (image_id, reason, shard); "
+                "fails with a summary by reason when every image of the folder was rejected.")
+    s.add_argument("--manifest", required=True, help="the manifest (all listed images)")
+    s.add_argument("--rejects", nargs="+", required=True, help="the per-shard rejects tables")
+    s.add_argument("--out", required=True, help="gathered rejects table (Parquet) to write")
+
+    s = command("show-rejects", cmd_show_rejects, "print the rejected images by reason (end of a run)",
+                "Print one line per reject reason with its count, and where the full list is.")
+    s.add_argument("--manifest", required=True, help="the manifest (all listed images)")
+    s.add_argument("--rejects", required=True, help="the gathered rejects table")
+
+    s = command("truth", cmd_truth, "check a dup_truth file against the folder and the rejects; write it canonical",
+                "Check every line of a dup_truth file (fields, tag, label, images present and tiled, "
+                "conflicting labels) and list every bad line at once; write the canonical overlaps "
+                "(img1 < img2) and the skipped lines.")
+    s.add_argument("--truth", required=True, help="dup_truth file (img1 img2 tag is_dup per line)")
+    s.add_argument("--manifest", required=True, help="the manifest (the images in the folder)")
+    s.add_argument("--rejects", required=True, help="the gathered rejects table")
+    s.add_argument("--images", required=True, help="the images folder (named in messages)")
+    s.add_argument("--overlaps", required=True, help="checked overlaps (Parquet) to write")
+    s.add_argument("--skipped", required=True, help="skipped lines (Parquet) to write")
+    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"],
+                   help="a bad line stops the run (error) or is skipped and listed (skip)")
 
     s = command("pairs", cmd_pairs, "build one shard's self-supervised tile pairs from its tile table",
                 "Build training pairs without labels: inside a chip, tile i vs tile i is a duplicate "
@@ -184,12 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "Expand every labelled overlap of a dup_truth file into its tile pairs, score them with "
                 "DupNet and the hash and pixel baselines (thresholds chosen on the validation split, "
                 "never on the truth), and write scores.parquet, metrics.json, errors.csv and report.html.", "evaluate")
-    s.add_argument("--truth", default="", help="dup_truth file (empty: no scoring, validation figures only)")
+    s.add_argument("--truth", default="", help="dup_truth file as given (empty: no scoring, validation figures only)")
+    s.add_argument("--overlaps", default="", help="its checked overlaps (`tiledup truth`)")
+    s.add_argument("--skipped", default="", help="its skipped lines (`tiledup truth`)")
     s.add_argument("--images", required=True, help="folder of the chips")
     s.add_argument("--model", required=True, help="DupNet model (dupnet.pt)")
     s.add_argument("--val", required=True, help="validation split (Parquet), for the thresholds")
     s.add_argument("--tiles", nargs="+", required=True, help="tile tables of all shards")
-    s.add_argument("--rejects", nargs="+", required=True, help="rejects tables of all shards")
+    s.add_argument("--rejects", required=True, help="the gathered rejects table (`tiledup rejects`)")
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
     return p
 

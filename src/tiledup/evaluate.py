@@ -34,7 +34,8 @@ from .errors import TiledupError
 from .io import read_parquets, read_table, write_json, write_parquet
 from .overlaps import METHODS, ChipCache, PairScorer, aggregate, expand, score_pairs, tile_hashes
 from .progress import Progress
-from .truth import COLUMNS as TRUTH_COLUMNS, read_truth
+from .rejects import read_summary
+from .truth import COLUMNS as TRUTH_COLUMNS, read_checked
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +174,6 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
 
 # ---------------------------------------------------------------- the rule
 
-def _tile_tables(tiles_paths, rejects_paths) -> tuple[pa.Table, dict]:
-    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid"], "tile table")
-    rejects = read_parquets(rejects_paths, ["image_id", "reason"], "rejects table").to_pandas()
-    return tiles, dict(zip(rejects.image_id, rejects.reason))
-
-
 def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
     """(image_id, tile) -> bmh, bmh96, solid of the truth's images only: memory follows the
     truth file, not the whole dataset (1.7 million tiles for Airbus)."""
@@ -188,12 +183,16 @@ def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
             for i, t, b, b96, s in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid)}
 
 
-def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_paths, out_dir,
-             on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
+def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, val_path, tiles_paths,
+             rejects_path, out_dir, batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None,
              gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128) -> dict:
-    """Score dup_truth (if any); write scores.parquet, metrics.json, report.html, errors.csv, roc.png, pr.png."""
+    """Score dup_truth (if any); write scores.parquet, metrics.json, report.html, errors.csv, roc.png, pr.png.
+
+    truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
+    checked it into overlaps_path and skipped_path (tiledup.truth.write_checked).
+    """
     from .model import load_dupnet
     from .report import write_report
 
@@ -204,14 +203,15 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
             raise TiledupError(f"evaluate.dupnet_threshold must be a number or 'val', "
                                f"got {dupnet_threshold!r}") from None
     out_dir = Path(out_dir)
-    tiles, rejected = _tile_tables(tiles_paths, rejects_paths)
+    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid"], "tile table")
     accepted = set(pc.unique(tiles["image_id"]).to_pylist())
+    rejects = read_summary(rejects_path, len(accepted))
     if truth_path:
-        overlaps, skips = read_truth(truth_path, accepted, rejected, images_dir, on_bad_truth)
+        overlaps, skips = read_checked(overlaps_path, skipped_path)
     else:
         overlaps, skips = pd.DataFrame(columns=TRUTH_COLUMNS), []
-    for s in skips:
-        log.warning("skipped %s: %s", s["line"], s["reason"])
+    if skips:
+        log.warning("%d dup_truth line(s) were skipped by the truth check; listed in metrics.json", len(skips))
 
     model = load_dupnet(model_path, device)
     cache = ChipCache(images_dir)
@@ -249,6 +249,7 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
         "counts": overlap_counts(scored),
         "truth": str(truth_path) if truth_path else None,
         "skipped_truth_lines": skips,
+        "rejects": rejects,
         "undecidable": undecidable[["img1", "img2", "tag", "is_dup"]].to_dict("records"),
         "threshold_rule": "Youden's J on validation tile pairs (dupnet: "
                           + ("same" if dupnet_threshold == "val" else f"fixed {dupnet_threshold}") + ")",

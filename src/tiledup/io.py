@@ -33,6 +33,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary paths beside several files, all renamed into place once the block succeeds:
+    the previous set stays whole until a complete new one is written (the renames follow each
+    other within microseconds, the last path last)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(p)) for p in reversed(paths)][::-1]
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
     """Write a table atomically (zstd, no pandas metadata) so equal tables give equal bytes."""
     with atomic_path(path) as tmp:

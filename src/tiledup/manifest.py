@@ -50,19 +50,33 @@ def list_images(images_dir: str | os.PathLike) -> list[str]:
     return sorted(ids)
 
 
-def write_manifest(images_dir, shards: int, manifest_path) -> pa.Table:
-    """Write the manifest Parquet (image_id, shard) and one `<shard>.txt` list per shard beside it."""
+def write_manifest(images_dir, shards: int, manifest_path, lists_dir, truth_path=None,
+                   on_bad_truth: str = "error") -> pa.Table:
+    """Write the manifest Parquet (image_id, shard) and one `<shard>.txt` list per shard in lists_dir.
+
+    With a dup_truth file, first check that its lines are well formed and name only
+    images of the folder (tiledup.truth.check_names): the folder is listed here
+    anyway, and a bad truth file then stops the run before any tile job.
+
+    The lists live in a folder of their own, the workflow's one output for all of
+    them, so that the checkpoint's outputs do not depend on the shard count:
+    per-shard outputs would make a new count look like a run with missing
+    metadata, which Snakemake does not re-run (see workflow/rules/tiles.smk).
+    """
     if shards < 1:
         raise TiledupError(f"shards must be >= 1, got {shards}")
     ids = list_images(images_dir)
+    if truth_path:
+        from .truth import check_names  # pandas: not at import, the Snakefile imports this module
+
+        check_names(truth_path, ids, images_dir, on_bad_truth)
     shard = [shard_of(i, shards) for i in ids]
     table = pa.table({"image_id": pa.array(ids, pa.string()), "shard": pa.array(shard, pa.int32())})
-    out_dir = Path(manifest_path).parent
     members: list[list[str]] = [[] for _ in range(shards)]
     for i, k in zip(ids, shard):
         members[k].append(i)
     for k, names in enumerate(members):
-        write_text("".join(f"{n}\n" for n in names), out_dir / f"{shard_name(k)}.txt")
+        write_text("".join(f"{n}\n" for n in names), Path(lists_dir) / f"{shard_name(k)}.txt")
     write_parquet(table, manifest_path)
     sizes = [len(m) for m in members]
     log.info("%d images in %d shards (smallest %d, largest %d)", len(ids), shards, min(sizes), max(sizes))
@@ -70,5 +84,9 @@ def write_manifest(images_dir, shards: int, manifest_path) -> pa.Table:
 
 
 def read_list(list_path) -> list[str]:
-    """Image ids of one shard list."""
-    return [line for line in Path(list_path).read_text().splitlines() if line]
+    """Image ids of one shard list (a text file, one id per line)."""
+    try:
+        text = Path(list_path).read_text()
+    except UnicodeDecodeError:
+        raise TiledupError(f"{list_path}: not a shard list (one image id per line)") from None
+    return [line for line in text.splitlines() if line]

@@ -443,9 +443,29 @@ def skipped_section(data: ReportData) -> Section | None:
                    for s in skipped)
     table = f"<table><tr><th>line</th><th>reason</th></tr>{rows}</table>"
     return ("skipped", f"Skipped truth lines ({len(skipped):,})",
-            "<p>Lines of the truth file that were skipped (<code>evaluate.on_bad_truth: skip</code>); they "
+            "<p>Lines of the truth file that were skipped (<code>on_bad_truth: skip</code>); they "
             "are not in any count.</p>" + (collapsible(f"Show the {len(skipped):,} lines", table)
                                            if len(skipped) > 20 else table))
+
+
+def rejects_section(data: ReportData, show: int = 50) -> Section:
+    """Images the tile stage rejected: count, reasons, and the first `show` file names."""
+    rejects = data.metrics["rejects"]
+    n, k = rejects["n_images"], rejects["n_rejected"]
+    title = f"Rejected images ({k:,} of {n:,})"
+    if not k:
+        return ("rejects", title, "<p>The tile stage accepted every image.</p>")
+    reasons = "".join(f"<tr><td>{html.escape(r)}</td><td>{c:,}</td></tr>" for r, c in rejects["by_reason"].items())
+    images = "".join(f"<tr><td>{html.escape(r['image_id'])}</td><td>{html.escape(r['reason'])}</td></tr>"
+                     for r in rejects["images"][:show])
+    more = (f"<p>The first {show} of {k:,}; metrics.json and results/rejects.parquet list them all.</p>"
+            if k > show else "")
+    table = f"<table><tr><th>image</th><th>reason</th></tr>{images}</table>{more}"
+    return ("rejects", title,
+            "<p>These images were left out of every stage (not tiled, paired, trained on or "
+            "scored); a truth line naming one is an error or, with <code>on_bad_truth: skip</code>, "
+            f"skipped.</p><table><tr><th>reason</th><th>images</th></tr>{reasons}</table>"
+            + (collapsible(f"Show the {min(k, show):,} images", table) if k > 20 else table))
 
 
 # The page, in order. Add a section with one line: a function (ReportData) -> (id, title, HTML) or None.
@@ -457,6 +477,7 @@ SECTIONS: list[Callable[[ReportData], Section | None]] = [
     errors_section,
     correct_section,
     undecidable_section,
+    rejects_section,
     skipped_section,
 ]
 

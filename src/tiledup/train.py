@@ -5,7 +5,15 @@ history.csv (one row per epoch) and curves.png. Beside them, resume.pt holds
 the full state after the last finished epoch (model, optimiser, schedule,
 history, best model). It is deliberately not a declared workflow output:
 Snakemake deletes declared outputs before re-running a rule, and this file
-must survive a killed run.
+must survive a killed run. The three outputs are written together at the end
+(io.atomic_paths), and the workflow marks them update() so that Snakemake
+keeps them too: while a longer run trains, and after it is stopped, the
+previous model, history and curves stay in place.
+
+resume.log beside resume.pt records the log lines of every run since the
+checkpoint was first written (`tiledup train` runs inside recorded_log); a
+resumed run first repeats them, so its log holds the whole training, not only
+its last part (Snakemake starts the workflow's log file afresh each run).
 
 A changed config meets an existing resume.pt as follows. `epochs`,
 `early_stop`, `device`, `eval_batch_size` and the worker count may change
@@ -19,11 +27,13 @@ finished, the new run simply starts over.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +43,7 @@ from torch import nn
 
 from .augment import check_augment
 from .errors import TiledupError
-from .io import atomic_path, write_text
+from .io import atomic_path, atomic_paths, write_text
 from .loader import TRAIN_STREAM, VAL_STREAM, PairDataset, check_images, make_loader, read_pairs
 from .model import MODEL_DEFAULTS, DupNet, _autocast, resolve_device, save_dupnet
 from .progress import Progress
@@ -41,6 +51,7 @@ from .progress import Progress
 log = logging.getLogger(__name__)
 
 RESUME = "resume.pt"
+RESUME_LOG = "resume.log"
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
 
@@ -145,12 +156,35 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
         log.info("early stop: no validation loss improvement for %d epochs", state["stale"])
 
     net.load_state_dict(state["best"])
-    save_dupnet(net, out_dir / "dupnet.pt")
-    _write_history(state["history"], out_dir / "history.csv")
-    _plot(state["history"], out_dir / "curves.png")
+    with atomic_paths(out_dir / "curves.png", out_dir / "history.csv", out_dir / "dupnet.pt") as tmp:
+        _plot(state["history"], tmp[0])
+        _write_history(state["history"], tmp[1])
+        save_dupnet(net, tmp[2])
     best = min(state["history"], key=lambda r: r["val_loss"])
     log.info("best epoch %d: val loss %.4f, val acc %.4f", best["epoch"], best["val_loss"], best["val_acc"])
     return best
+
+
+@contextlib.contextmanager
+def recorded_log(out_dir):
+    """Also log to resume.log while training: appended while resume.pt exists (a resumed or
+    extended run, whose log first repeats the earlier part), started afresh otherwise."""
+    path = Path(out_dir) / RESUME_LOG
+    resuming = (Path(out_dir) / RESUME).exists()
+    if resuming and path.exists():
+        sys.stderr.write(f"---- earlier runs of this training ({path}) ----\n{path.read_text()}"
+                         "---- this run ----\n")
+        sys.stderr.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, mode="a" if resuming else "w")
+    handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _run(net, loader, loss_fn, dev, opt, progress=None) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 
 from tiledup.config import check_config
 from tiledup.dataset import check_sample_config
@@ -21,6 +22,14 @@ IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
 SHARDS = [shard_name(k) for k in range(config["shards"])]
+# Every shard's rejected images in one table (rule `rejects`).
+REJECTS = f"{RESULTS}/rejects.parquet"
+# The checked dup_truth (rule `truth`), when there is a truth file.
+CHECKED_TRUTH = (
+    {"overlaps": f"{RESULTS}/truth/overlaps.parquet", "skipped": f"{RESULTS}/truth/skipped.parquet"}
+    if TRUTH
+    else {}
+)
 
 
 def check_images_folder(folder):
@@ -54,16 +63,16 @@ def shard_list(wildcards):
     that alone must not re-run every shard. Asking the checkpoint here (not only
     in a param function) is what lets Snakemake settle the DAG after a run.
     """
-    checkpoints.manifest.get()
-    return ancient(f"{RESULTS}/manifest/{wildcards.shard}.txt")
+    lists = checkpoints.manifest.get().output.lists
+    return ancient(f"{lists}/{wildcards.shard}.txt")
 
 
 def shard_digest(wildcards):
     """Content digest of one shard's image list: adding images changes only their shards' digests."""
     import hashlib
 
-    checkpoints.manifest.get()
-    with open(f"{RESULTS}/manifest/{wildcards.shard}.txt", "rb") as f:
+    lists = checkpoints.manifest.get().output.lists
+    with open(f"{lists}/{wildcards.shard}.txt", "rb") as f:
         return hashlib.md5(f.read()).hexdigest()
 
 

@@ -2,6 +2,9 @@ rule dataset:
     input:
         pairs=expand(f"{RESULTS}/pairs/{{shard}}.parquet", shard=SHARDS),
         layout=LAYOUT or [],
+        # Not read: sampling waits for these checks, so no training starts on a
+        # dataset whose images were all rejected or on a bad truth file.
+        checks=[REJECTS, *CHECKED_TRUTH.values()],
     output:
         train=f"{RESULTS}/dataset/train.parquet",
         val=f"{RESULTS}/dataset/val.parquet",

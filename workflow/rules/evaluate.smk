@@ -3,8 +3,8 @@ rule evaluate:
         model=f"{RESULTS}/model/dupnet.pt",
         val=f"{RESULTS}/dataset/val.parquet",
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
-        rejects=expand(f"{RESULTS}/rejects/{{shard}}.parquet", shard=SHARDS),
-        truth=TRUTH or [],
+        rejects=REJECTS,
+        **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
         metrics=f"{RESULTS}/eval/metrics.json",
@@ -14,7 +14,9 @@ rule evaluate:
         pr=report(f"{RESULTS}/eval/pr.png", category="Evaluation"),
     params:
         images=IMAGES,
-        truth=optional_input("truth"),
+        truth=TRUTH,
+        overlaps=optional_input("overlaps"),
+        skipped=optional_input("skipped"),
         out_dir=output_dir("metrics"),
         options=options("evaluate"),
     threads: 2
@@ -25,7 +27,8 @@ rule evaluate:
     log:
         f"{RESULTS}/logs/evaluate.log",
     shell:
-        "tiledup evaluate --truth={params.truth:q} --images {params.images:q}"
+        "tiledup evaluate --truth={params.truth:q} --overlaps={params.overlaps}"
+        " --skipped={params.skipped} --images {params.images:q}"
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
         " --rejects {input.rejects} --out-dir {params.out_dir}"
         " --options {params.options:q} > {log} 2>&1"

@@ -17,3 +17,4 @@ rule pair_shard:
 rule pairs:
     input:
         expand(f"{RESULTS}/pairs/{{shard}}.parquet", shard=SHARDS),
+        REJECTS,

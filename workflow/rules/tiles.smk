@@ -1,18 +1,24 @@
 checkpoint manifest:
     input:
-        IMAGES,
+        images=IMAGES,
+        truth=TRUTH or [],
     output:
         manifest=f"{RESULTS}/manifest/manifest.parquet",
-        lists=expand(f"{RESULTS}/manifest/{{shard}}.txt", shard=SHARDS),
+        # One folder for every list, so the outputs do not depend on the shard count
+        # (new per-shard outputs would hide the changed `shards` param from Snakemake).
+        lists=directory(f"{RESULTS}/manifest/shards"),
     params:
         shards=config["shards"],
+        truth=optional_input("truth"),
+        on_bad_truth=config["on_bad_truth"],
     conda:
         "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/manifest.log",
     shell:
-        "tiledup manifest --images {input:q} --shards {params.shards}"
-        " --out {output.manifest} > {log} 2>&1"
+        "tiledup manifest --images {input.images:q} --shards {params.shards}"
+        " --out {output.manifest} --lists {output.lists}"
+        " --truth={params.truth:q} --on-bad-truth {params.on_bad_truth} > {log} 2>&1"
 
 
 rule tile_shard:
@@ -36,6 +42,22 @@ rule tile_shard:
         " --options {params.options:q} > {log} 2>&1"
 
 
+rule rejects:
+    input:
+        manifest=f"{RESULTS}/manifest/manifest.parquet",
+        rejects=expand(f"{RESULTS}/rejects/{{shard}}.parquet", shard=SHARDS),
+    output:
+        REJECTS,
+    conda:
+        "../../envs/tiledup.yaml"
+    log:
+        f"{RESULTS}/logs/rejects.log",
+    shell:
+        "tiledup rejects --manifest {input.manifest} --rejects {input.rejects}"
+        " --out {output} > {log} 2>&1"
+
+
 rule tiles:
     input:
         expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+        REJECTS,

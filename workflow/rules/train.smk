@@ -2,10 +2,12 @@ rule train:
     input:
         train=f"{RESULTS}/dataset/train.parquet",
         val=f"{RESULTS}/dataset/val.parquet",
+    # update(): Snakemake does not delete the previous model before the job (nor after a
+    # failed one); train replaces the three files together once a new set is complete.
     output:
-        model=f"{RESULTS}/model/dupnet.pt",
-        history=f"{RESULTS}/model/history.csv",
-        curves=report(f"{RESULTS}/model/curves.png", category="Training"),
+        model=update(f"{RESULTS}/model/dupnet.pt"),
+        history=update(f"{RESULTS}/model/history.csv"),
+        curves=report(update(f"{RESULTS}/model/curves.png"), category="Training"),
     params:
         images=IMAGES,
         options=options("train"),
