@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 
 import pyarrow.parquet as pq
 import pytest
 
 from tiledup.manifest import shard_name, shard_of
 
-from workflow import TINY, planned_jobs, snakemake, workflow_copy
+from procs import kill_tagged, tagged, tagged_env, wait_until
+from workflow import TINY, planned_jobs, snakemake, snakemake_command, workflow_copy
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +59,33 @@ def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
     jobs = planned_jobs(proc)
     assert {"pair_shard", "dataset", "train", "evaluate"} <= set(jobs), jobs
     assert not {"demo", "manifest", "tile_shard"} & set(jobs), jobs
+
+
+def test_ctrl_c_during_training_leaves_nothing_running(demo_run, tmp_path):
+    """Ctrl-C in the terminal (SIGINT to snakemake's process group) while DupNet trains with
+    its loader workers: snakemake, the job and every worker are gone within seconds."""
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, symlinks=True)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("train:\n  epochs: 50\n  early_stop: 0\n")  # extends the finished run
+    tag, env = tagged_env()
+    cmd, env = snakemake_command("train", "--configfile", "config/config.yaml", str(TINY), str(longer), env=env)
+    out = tmp_path / "snakemake.out"
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True,  # its own process group, as a terminal gives it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        loader = lambda: sum("multiprocessing.forkserver" in cmd for _, _, cmd in tagged(tag)) >= 3  # noqa: E731
+        assert wait_until(lambda: loader() or proc.poll() is not None, 180, step=0.2) is not None
+        assert proc.poll() is None, f"snakemake ended before training had its workers:\n{out.read_text()}"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+        left = wait_until(lambda: not tagged(tag), 5)
+        assert left is not None, f"left running after Ctrl-C: {tagged(tag)}"
+        assert "tiledup train stopped by SIGINT" in (work / "results/logs/train.log").read_text()
+    finally:
+        proc.kill()
+        kill_tagged(tag)
 
 
 def test_adding_images_reruns_only_their_shards(tmp_path, airbus_chips):
