@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 from tiledup.dataset import check_sample_config
 from tiledup.manifest import IMAGE_SUFFIXES, shard_name
+from tiledup.slurm import explain_rejected, watch_queue
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -35,6 +36,16 @@ if not DEMO:
     check_images_folder(IMAGES)
 if config["truth"] and not os.path.isfile(config["truth"]):
     raise WorkflowError(f"truth file {config['truth']!r} (config key `truth`) does not exist")
+
+
+# On SLURM, a job no node can run ends the run with a message instead of pending forever.
+# (One onstart and one onerror per workflow: a new handler must keep these calls.)
+onstart:
+    watch_queue(workflow.executor_plugin.name, logger.error)
+
+
+onerror:
+    explain_rejected(log, logger.error)
 
 
 def options(block):
