@@ -147,3 +147,19 @@ def test_signal_during_an_atomic_write_leaves_no_file(tmp_path):
     proc = subprocess.run([sys.executable, "-c", HALF_WRITE, str(tmp_path / "out.txt")], timeout=20)
     assert proc.returncode == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stopped_demo_ends_its_renderers_and_leaves_no_images_folder(tag_env, tmp_path):
+    """The demo renders scenes in a process pool: a stop ends the pool and drops the half folder."""
+    tag, env = tag_env
+    args = [sys.executable, "-m", "tiledup.cli", "demo", "--images", str(tmp_path / "images"),
+            "--truth", str(tmp_path / "dup_truth.txt"), "--layout", str(tmp_path / "layout.parquet"),
+            "--workers", "2"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    renderers = wait_until(lambda: len(tagged(tag)) >= 3 or proc.poll() is not None, 60)
+    assert renderers is not None and proc.poll() is None, "the demo never started its renderers"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    assert "tiledup demo stopped by SIGTERM; ended its" in proc.stderr.read()
+    assert wait_until(lambda: not tagged(tag), GONE_WITHIN) is not None, tagged(tag)
+    assert list(tmp_path.iterdir()) == []
