@@ -81,9 +81,8 @@ class Node:
 
 
 def nodes() -> list[Node]:
-    """Every (node, partition) pair of the cluster, down and drained nodes included."""
-    parts = {p["PartitionName"]: p for p in records(_run("scontrol", "show", "partition", "--oneliner"))
-             if "PartitionName" in p}
+    """Every (node, partition) pair of the cluster; down nodes and hidden partitions included."""
+    parts = {p["PartitionName"]: p for p in records(_run("scontrol", "--all", "show", "partition", "--oneliner"))}
     return [Node(n, parts[p]) for n in records(_run("scontrol", "show", "node", "--oneliner"))
             for p in (n.get("Partitions") or "").split(",") if p in parts]
 
@@ -94,20 +93,21 @@ def _amounts(cpus: int, mem_mb: int, gpus: int, gpu_type: str | None = None) -> 
 
 
 def unfit(what: str, ask: dict, cluster: list[Node], verdict: str = "can never start") -> str | None:
-    """A message if no node of the asked partition(s) can hold `ask`; None if one can."""
+    """A message if no node of the asked partition(s) can hold `ask`; None if one can, or if
+    the partition's nodes are unknown (never cancel on a guess)."""
     mine = [n for n in cluster if n.partition in ask["partitions"] or not ask["partitions"] and n.default]
-    if any(n.holds(ask) for n in mine):
+    if not mine or any(n.holds(ask) for n in mine):
         return None
     shapes: dict[str, list[str]] = {}
     for n in sorted(mine, key=lambda n: (-n.cpus, -n.mem_mb, -n.gpus)):
         shapes.setdefault(n.shape(), []).append(n.name)
     offer = "; ".join(f"{names[0] if len(names) == 1 else f'{len(names)} nodes'}: {shape}"
-                      for shape, names in list(shapes.items())[:SHOW_SHAPES]) or "no nodes at all"
-    where = ",".join(ask["partitions"]) or "the default partition"
-    return (f"{what} {verdict}: it asks for {_amounts(ask['cpus'], ask['mem_mb'], ask['gpus'], ask['gpu_type'])} "
-            f"on one node of {where if not ask['partitions'] else 'partition ' + where}, and no node there has that much ({offer}). "
-            "Lower its threads (--cores, --set-threads), mem_mb or gpu (--set-resources), "
-            "or give it a larger partition (slurm_partition).")
+                      for shape, names in list(shapes.items())[:SHOW_SHAPES])
+    where = f"partition {','.join(ask['partitions'])}" if ask["partitions"] else "the default partition"
+    wants = _amounts(ask["cpus"], ask["mem_mb"], ask["gpus"], ask["gpu_type"])
+    return (f"{what} {verdict}: it asks for {wants} on one node of {where}, and no node there has "
+            f"that much ({offer}). Lower its threads (--cores, --set-threads), mem_mb or gpu "
+            "(--set-resources), or give it a larger partition (slurm_partition).")
 
 
 def _job_ask(job: dict) -> dict:
@@ -149,8 +149,11 @@ def check_pending(workdir: str | os.PathLike, seen: set[str], report) -> list[st
     for job_id in new:
         seen.add(job_id)
         for job in records(_run("scontrol", "show", "job", "--oneliner", job_id)):
+            nodes_asked = int(re.match(r"\d*", job.get("NumNodes") or "").group() or 1)  # "1", "2-4"
+            if job.get("JobState") != "PENDING" or nodes_asked > 1:
+                continue  # started meanwhile, or spread over nodes (not judged here)
             name = f"{_job_name(job.get('Comment'), job.get('StdOut'))} (SLURM job {job.get('JobId')})"
-            why = job.get("JobState") == "PENDING" and unfit(name, _job_ask(job), cluster)
+            why = unfit(name, _job_ask(job), cluster)
             if why:
                 log = Path(job.get("StdOut") or "")
                 if log.name and log.parent.is_dir():
@@ -193,8 +196,9 @@ def _sbatch_ask(call: str) -> tuple[str, dict]:
         cpus = int(opts["--cpus-per-gpu"]) * max(1, gpus)
     mem = _mb(opts.get("--mem")) or _mb(opts.get("--mem-per-cpu")) * cpus
     parts = opts.get("-p") or opts.get("--partition") or ""
-    return _job_name(opts.get("--comment", ""), opts.get("--output", "")), {"cpus": cpus, "mem_mb": mem, "gpus": gpus, "gpu_type": kind,
-                                       "partitions": [p for p in parts.split(",") if p]}
+    ask = {"cpus": cpus, "mem_mb": mem, "gpus": gpus, "gpu_type": kind,
+           "partitions": [p for p in parts.split(",") if p]}
+    return _job_name(opts.get("--comment", ""), opts.get("--output", "")), ask
 
 
 def explain_rejected(snakemake_logs, report, cluster: list[Node] | None = None) -> list[str]:
@@ -213,7 +217,7 @@ def explain_rejected(snakemake_logs, report, cluster: list[Node] | None = None) 
     out = []
     for call in calls:
         why = unfit(*_sbatch_ask(call), cluster, verdict="was refused by sbatch")
-        if why:
+        if why and why not in out:  # a retried job is refused again: say it once
             report(why)
             out.append(why)
     return out
