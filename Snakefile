@@ -23,12 +23,3 @@ rule all:
     input:
         all_targets(),
     default_target: True
-
-
-# The rejected images by reason, at the end of every run that did something. Run by
-# Snakemake's own Python, which imports tiledup anyway (common.smk), whatever the rules use.
-onsuccess:
-    shell(
-        "{sys.executable:q} -m tiledup.cli show-rejects"
-        " --manifest {RESULTS}/manifest/manifest.parquet --rejects {REJECTS}"
-    )

@@ -19,7 +19,8 @@ from tiledup.manifest import shard_name, shard_of
 from tiledup.model import load_dupnet
 
 from bad_chips import write_bad_chips
-from workflow import TINY, planned_jobs, snakemake, snakemake_cmd, workflow_copy
+from procs import kill_tagged, tagged, tagged_env, wait_until
+from workflow import TINY, planned_jobs, snakemake, snakemake_command, workflow_copy
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,33 @@ def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
     jobs = planned_jobs(proc)
     assert {"pair_shard", "dataset", "train", "evaluate"} <= set(jobs), jobs
     assert not {"demo", "manifest", "tile_shard"} & set(jobs), jobs
+
+
+def test_ctrl_c_during_training_leaves_nothing_running(demo_run, tmp_path):
+    """Ctrl-C in the terminal (SIGINT to snakemake's process group) while DupNet trains with
+    its loader workers: snakemake, the job and every worker are gone within seconds."""
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, symlinks=True)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("train:\n  epochs: 50\n  early_stop: 0\n")  # extends the finished run
+    tag, env = tagged_env()
+    cmd, env = snakemake_command("train", "--configfile", "config/config.yaml", str(TINY), str(longer), env=env)
+    out = tmp_path / "snakemake.out"
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True,  # its own process group, as a terminal gives it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        loader = lambda: sum("multiprocessing.forkserver" in cmd for _, _, cmd in tagged(tag)) >= 3  # noqa: E731
+        assert wait_until(lambda: loader() or proc.poll() is not None, 180, step=0.2) is not None
+        assert proc.poll() is None, f"snakemake ended before training had its workers:\n{out.read_text()}"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+        left = wait_until(lambda: not tagged(tag), 5)
+        assert left is not None, f"left running after Ctrl-C: {tagged(tag)}"
+        assert "tiledup train stopped by SIGINT" in (work / "results/logs/train.log").read_text()
+    finally:
+        proc.kill()
+        kill_tagged(tag)
 
 
 def test_adding_images_reruns_only_their_shards(tmp_path, airbus_chips):
@@ -325,7 +353,7 @@ def test_hard_kill_during_training_keeps_the_model_and_recovers_after_unlock(dem
     assert len(previous) == 3
     (model / "resume.pt").unlink()  # train from scratch again: the documented way to start over
     config = ["--configfile", "config/config.yaml", str(TINY)]
-    cmd, env = snakemake_cmd(*config, "--forcerun", "train")
+    cmd, env = snakemake_command(*config, "--forcerun", "train")
     with open(tmp_path / "killed.out", "w") as out:
         run = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)

@@ -22,16 +22,16 @@ def workflow_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake_cmd(*args: str) -> tuple[list[str], dict]:
-    """The snakemake command line (2 cores) and an environment with the venv's tools on PATH."""
-    env = dict(os.environ)
+def snakemake_command(*args: str, env: dict | None = None) -> tuple[list[str], dict]:
+    """(command line, environment) for snakemake with the venv's tools on PATH."""
+    env = dict(os.environ if env is None else env)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", *args], env
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir` with the venv's tools on PATH; output is captured."""
-    cmd, env = snakemake_cmd(*args)
+    cmd, env = snakemake_command(*args)
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -4,6 +4,9 @@ Each Snakemake rule calls one subcommand. A config block arrives as one JSON
 string (`--options`), so a rule passes its whole block through `params:` and
 the module function takes it as keywords; keys the function does not know are
 an error naming them.
+
+Every command stops cleanly on SIGTERM, SIGINT or SIGHUP (tiledup.stops): its
+worker processes end with it, and it exits with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import sys
 from importlib import metadata
 
+from . import stops
 from .errors import TiledupError
 
 log = logging.getLogger("tiledup")
@@ -253,10 +257,15 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.fn(args, _options(getattr(args, "options", "{}")))
+        with stops.stop_on_signals():
+            args.fn(args, _options(getattr(args, "options", "{}")))
     except TiledupError as e:
         log.error("%s", e)
         return 2
+    except stops.Stopped as e:
+        log.error("tiledup %s %s%s", args.command, e,
+                  f"; ended its {len(e.ended)} worker process(es)" if e.ended else "")
+        return 128 + e.signum
     return 0
 
 

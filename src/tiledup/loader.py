@@ -9,6 +9,8 @@ augmentation per row, so its loss is comparable across epochs.
 
 from __future__ import annotations
 
+import functools
+import os
 import random
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from .augment import augment_pair
 from .errors import TiledupError
 from .images import cut_tiles, read_chip
 from .io import read_table
+from .stops import watch_parent
 
 COLUMNS = ["image_id", "tile1", "tile2", "is_dup"]
 TRAIN_STREAM, VAL_STREAM = 1, 2
@@ -83,8 +86,10 @@ class PairDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(self.labels[i])
 
 
-def _init_worker(worker_id: int) -> None:
-    """One core per worker, and global RNGs seeded from the loader's per-worker seed."""
+def _init_worker(command_pid: int, worker_id: int) -> None:
+    """One core per worker, global RNGs seeded from the loader's per-worker seed, and an exit
+    as soon as the command that made the loader has ended (tiledup.stops)."""
+    watch_parent(command_pid)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     s = torch.initial_seed() % 2 ** 32  # = loader base seed + worker_id: distinct per worker
@@ -127,7 +132,8 @@ def make_loader(dataset: PairDataset, *, batch_size: int, workers: int, shuffle:
         ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     return DataLoader(dataset, batch_size=batch_size,
                       sampler=EpochSampler(len(dataset), seed=seed, stream=dataset.stream, shuffle=shuffle),
-                      num_workers=workers, worker_init_fn=_init_worker if workers else None,
+                      num_workers=workers,
+                      worker_init_fn=functools.partial(_init_worker, os.getpid()) if workers else None,
                       generator=torch.Generator().manual_seed(seed), multiprocessing_context=ctx,
                       persistent_workers=workers > 0, pin_memory=pin_memory,
                       prefetch_factor=4 if workers else None)

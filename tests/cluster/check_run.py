@@ -7,7 +7,8 @@ and the per-job SLURM logs the executor plugin keeps under .snakemake/slurm_logs
 Checks: every rule that did not run locally went through sbatch, as many times as the
 DAG had jobs of it (counted in the SLURM job logs, where grouped jobs run together);
 every SLURM job COMPLETED with exit code 0; the GPU rules asked SLURM for a GPU; the
-many per-shard jobs were grouped into fewer submissions.
+many per-shard jobs were grouped into fewer submissions; no submission asked for more
+CPUs than the node has (`--node-cpus`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from tiledup.slurm import records
+
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$")
 # Job headers in Snakemake's output; the jobstep's inner run prints them again as
 # "localrule"/"localcheckpoint", which the ^ anchor leaves out.
 RULE = re.compile(r"^(?:rule|checkpoint) (\w+):", re.M)
 LOCAL_BLOCK = re.compile(r"^local(?:rule|checkpoint) (\w+):\n((?:[ \t].*\n|Shell command:.*\n)*)", re.M)
-FIELD = re.compile(r"(\w+(?:/\w+)?)=(\S*)")
 GPU = re.compile(r"gpu[:=/]?1\b")
 SHARD_RULES = ("tile_shard", "pair_shard")
 
@@ -45,12 +47,7 @@ def job_stats(text: str) -> dict[str, int]:
 
 def snapshots(path: Path) -> dict[str, dict[str, str]]:
     """JobId -> fields of its latest `scontrol show job --oneliner` record."""
-    jobs = {}
-    for line in path.read_text().splitlines():
-        fields = dict(FIELD.findall(line))
-        if "JobId" in fields:
-            jobs[fields["JobId"]] = fields
-    return jobs
+    return {fields["JobId"]: fields for fields in records(path.read_text()) if "JobId" in fields}
 
 
 def main(argv=None) -> int:
@@ -59,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=Path, required=True, help="scontrol show job --oneliner snapshots")
     p.add_argument("--workdir", type=Path, required=True, help="the workflow's working directory")
     p.add_argument("--gpu-rules", nargs="*", default=[], help="rules that must have asked for a GPU")
+    p.add_argument("--node-cpus", type=int, help="CPUs of the largest node: no job may ask for more")
     a = p.parse_args(argv)
 
     text = a.snakemake_log.read_text()
@@ -86,6 +84,9 @@ def main(argv=None) -> int:
         elif state.get("JobState") != "COMPLETED" or state.get("ExitCode") != "0:0":
             problems.append(f"SLURM job {slurm_id}: JobState={state.get('JobState')} "
                             f"ExitCode={state.get('ExitCode')}")
+        elif a.node_cpus and int(state.get("NumCPUs", 0)) > a.node_cpus:
+            problems.append(f"SLURM job {slurm_id} ({state.get('Comment')}) asked for "
+                            f"{state.get('NumCPUs')} CPUs; the node has {a.node_cpus}")
         if not log_path.is_file():
             problems.append(f"SLURM job {slurm_id}: log {log_path} is missing")
             continue
@@ -122,8 +123,9 @@ def main(argv=None) -> int:
         if len(runs) > 1 and len(set(runs)) >= len(runs):
             problems.append(f"rule {rule}: {len(runs)} jobs in {len(set(runs))} submissions (not grouped)")
 
-    counts = Counter(f.get("JobState") for i, f in slurm.items() if i in {s for _, s, _ in submitted})
-    print(f"SLURM jobs submitted: {len(submitted)}; states: {dict(counts)}")
+    mine = [f for i, f in slurm.items() if i in {s for _, s, _ in submitted}]
+    print(f"SLURM jobs submitted: {len(submitted)}; states: {dict(Counter(f.get('JobState') for f in mine))}")
+    print("CPUs asked: " + ", ".join(sorted({f"{f.get('Comment')}={f.get('NumCPUs')}" for f in mine})))
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -2,8 +2,9 @@
 # The tiny demo workflow end to end on a real single-node SLURM cluster, through
 # profiles/slurm and snakemake-executor-plugin-slurm (Debian, run as root).
 #
-#   bash tests/cluster/run_slurm.sh            # target `all`
+#   bash tests/cluster/run_slurm.sh            # every case, target `all`
 #   TARGET=tiles bash tests/cluster/run_slurm.sh
+#   CASES="unfit run" ...                      # some of the cases: unfit run stop
 #   KEEP_WORK=1 ...                          # keep the scratch folder even on PASS
 #
 # Installs slurmctld, slurmd, slurm-client and munge from Debian if missing; writes a
@@ -11,8 +12,15 @@
 # GPU (the default path, because the plugin's jobs call `srun` with SLURM_CONF removed;
 # a file already there is put back on exit); starts munged (unless one answers already),
 # slurmctld and slurmd by hand (no systemd); runs the workflow in a scratch copy of the
-# repository; then checks with check_run.py that every job went through sbatch and
-# finished in SLURM, that train/evaluate asked for a GPU and that shard jobs were grouped.
+# repository. Cases:
+#   unfit  a job asking for more CPUs, memory or GPUs than the node has ends the run with
+#          a message naming the rule, the request and the node (tiledup.slurm);
+#   run    the workflow end to end as `snakemake --workflow-profile profiles/slurm` without
+#          --cores; check_run.py checks that every job went through sbatch and finished in
+#          SLURM, that train/evaluate asked for a GPU, that shard jobs were grouped and that
+#          no submission asked for more CPUs than the node has;
+#   stop   a training job stopped by scancel, then by its time limit: check_stop.py finds
+#          nothing of it left on the node, and a re-run resumes from the checkpoint.
 # The daemons it started are stopped by PID on exit. Every step has a time limit.
 # Prints one `SLURM workflow test: PASS|FAIL` line; exit status 0 only on PASS.
 set -euo pipefail
@@ -20,10 +28,12 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV_BIN=${VENV_BIN:-$REPO/.venv/bin}
 TARGET=${TARGET:-all}
+CASES=${CASES:-unfit run stop}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1200}   # seconds for the whole snakemake run (about 3 min here)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tiledup-slurm.XXXXXX")
 STARTED=()          # "name:pid" of every daemon this script started, in start order
 MONITOR_PID=""
+SMK_BG=""           # a snakemake run in the background (stop cases)
 CONF_WRITTEN=""
 T0=$SECONDS
 VERDICT="FAIL"
@@ -39,6 +49,9 @@ cleanup() {
         local left
         left=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
         [ -n "$left" ] && timeout 10 scancel $left 2>/dev/null || true
+    fi
+    if [ -n "$SMK_BG" ]; then  # a snakemake run in the background ends once its jobs are cancelled
+        for _ in $(seq 120); do kill -0 "$SMK_BG" 2>/dev/null || break; sleep 1; done
     fi
     local i entry name pid
     for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
@@ -187,49 +200,120 @@ node_idle() { [ "$(timeout 10 sinfo -h -N -n "$NODE" -o %t)" = idle ]; }
 wait_for 60 "node $NODE to be idle (sinfo)" node_idle
 log "cluster up: node $NODE, $CPUS CPUs, ${MEM_MB} MB, gpu:1 (ports $CTLD_PORT/$SLURMD_PORT)"
 
-# ---- 4. The workflow through profiles/slurm, in a scratch copy of the repository
-RUN="$WORK/repo"
-mkdir -p "$RUN/tests/cluster"
-cp "$REPO/Snakefile" "$RUN/"
-cp -r "$REPO/workflow" "$REPO/config" "$REPO/profiles" "$REPO/envs" "$RUN/"
-cp "$REPO/tests/cluster/tiny.yaml" "$RUN/tests/cluster/"
+# ---- 4. Scratch copies of the repository's workflow; every run through profiles/slurm
 export PATH="$VENV_BIN:$PATH"   # sbatch --export=ALL hands it to the jobs (tiledup CLI)
+scratch() {  # scratch DIR: a copy of the workflow files (results land there)
+    mkdir -p "$1/tests/cluster"
+    cp "$REPO/Snakefile" "$1/"
+    cp -r "$REPO/workflow" "$REPO/config" "$REPO/profiles" "$REPO/envs" "$1/"
+    cp "$REPO/tests/cluster/tiny.yaml" "$1/tests/cluster/"
+}
+# smk LIMIT OUT TARGET ARGS...: snakemake in the current folder as the issue's user ran it:
+# --workflow-profile profiles/slurm and no --cores, so nothing but the profile caps a
+# grouped submission; squeue because there is no accounting database for sacct; logs of
+# successful jobs kept for the checks. Sets SMK_RC (124: over the time limit) and
+# SMK_SECONDS. SIGINT is reset to its default, as in a terminal (a background job of a
+# script would ignore it). Snakemake takes SIGTERM as "finish the running jobs", which
+# never happens for a job that never starts: SIGKILL 30 s later.
+smk() {
+    local limit=$1 out=$2 target=$3 t0=$SECONDS; shift 3
+    set +e
+    timeout -k 30 "$limit" "$VENV_BIN/python" -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+        snakemake "$target" --workflow-profile profiles/slurm \
+        --configfile config/config.yaml tests/cluster/tiny.yaml "${EXTRA_CONFIG[@]}" \
+        --latency-wait 10 --slurm-status-command squeue \
+        --slurm-init-seconds-before-status-checks 2 --slurm-keep-successful-logs --verbose \
+        "$@" >"$out" 2>&1
+    SMK_RC=$?
+    set -e
+    [ "$SMK_RC" -eq 137 ] && SMK_RC=124
+    SMK_SECONDS=$((SECONDS - t0))
+    timeout 10 scontrol show job --oneliner >>"$WORK/jobs.snap" 2>/dev/null || true
+}
+EXTRA_CONFIG=()
+nothing_queued() {  # no job of this test is pending or running any more
+    [ -z "$(timeout 10 squeue -h -t PENDING,RUNNING,COMPLETING -o %i)" ]
+}
 
-# slurmctld forgets finished jobs after MinJobAge: snapshot them while the run goes on.
+# slurmctld forgets finished jobs after MinJobAge: snapshot them while the runs go on.
 (while true; do timeout 10 scontrol show job --oneliner >>"$WORK/jobs.snap" 2>/dev/null; sleep 3; done) &
 MONITOR_PID=$!
 
-log "running snakemake --profile profiles/slurm $TARGET (limit ${RUN_TIMEOUT} s)"
+# ---- 5. Jobs no node can run end the run with a message naming rule, request and node
+# (CPUs: SLURM keeps the job pending, tiledup.slurm cancels it; memory, GPUs: sbatch
+# refuses them). `demo` is the first job of a fresh run.
+UNFIT="$WORK/unfit"
+scratch "$UNFIT"
+cd "$UNFIT"
+UNFIT_LIMIT=${UNFIT_LIMIT:-180}
+if [[ " $CASES " == *" unfit "* ]]; then
+    for case in "cpus|--set-threads demo=$((CPUS + 1))|$((CPUS + 1)) CPUs|can never start" \
+                "memory|--set-resources demo:mem_mb=$((MEM_MB + 1000))|$((MEM_MB + 1000)) MB|was refused by sbatch" \
+                "gpus|--set-resources demo:gpu=2|2 GPUs|was refused by sbatch"; do
+        IFS='|' read -r what opt ask verdict <<<"$case"
+        log "unschedulable $what ($opt): the run must end within ${UNFIT_LIMIT} s"
+        # shellcheck disable=SC2086  # $opt is two words
+        smk "$UNFIT_LIMIT" "$WORK/unfit-$what.out" demo $opt
+        [ "$SMK_RC" -eq 124 ] && die "asking for $ask: snakemake still waiting after ${UNFIT_LIMIT} s"
+        [ "$SMK_RC" -ne 0 ] || die "asking for $ask: snakemake succeeded?"
+        grep -q "rule demo.* $verdict: it asks for .*$ask.* no node there has that much ($NODE: $CPUS CPUs, $MEM_MB MB and 1 GPU)" \
+            "$WORK/unfit-$what.out" || die "asking for $ask: no message naming rule, request and node"
+        wait_for 30 "the queue to be empty after the $what case" nothing_queued
+        log "  ended after ${SMK_SECONDS} s: $(grep -o "rule demo.* $verdict: it asks for [^(]*" "$WORK/unfit-$what.out" | head -1)"
+    done
+fi
+
+# ---- 6. The workflow end to end: every job through sbatch, groups within one node
+RUN="$WORK/repo"
+scratch "$RUN"
 cd "$RUN"
-# --cores: this node's CPUs (caps each job's threads and each grouped submission).
-# squeue: there is no accounting database for sacct. Logs of successful jobs are kept
-# so the check can read them.
-set +e
-timeout "$RUN_TIMEOUT" snakemake --profile profiles/slurm \
-    --configfile config/config.yaml tests/cluster/tiny.yaml \
-    --cores "$CPUS" --latency-wait 10 \
-    --slurm-status-command squeue \
-    --slurm-init-seconds-before-status-checks 2 \
-    --slurm-keep-successful-logs \
-    --verbose \
-    "$TARGET" >"$WORK/snakemake.out" 2>&1
-SMK_RC=$?
-set -e
-timeout 10 scontrol show job --oneliner >>"$WORK/jobs.snap" 2>/dev/null || true
+[[ " $CASES " == *" run "* ]] || { VERDICT=PASS; exit 0; }
+log "running snakemake --workflow-profile profiles/slurm $TARGET (limit ${RUN_TIMEOUT} s)"
+# train/evaluate ask for 8 / 4 CPUs in the profile: this node has $CPUS.
+smk "$RUN_TIMEOUT" "$WORK/snakemake.out" "$TARGET" --set-threads train="$CPUS" evaluate="$CPUS"
 [ "$SMK_RC" -eq 124 ] && die "snakemake did not finish within ${RUN_TIMEOUT} s"
 [ "$SMK_RC" -eq 0 ] || die "snakemake failed (exit $SMK_RC)"
 
-# ---- 5. Every output is there, and every job really ran in SLURM
 timeout 300 snakemake --configfile config/config.yaml tests/cluster/tiny.yaml --summary "$TARGET" \
     >"$WORK/summary.tsv" 2>"$WORK/summary.err" || die "snakemake --summary failed"
 awk -F'\t' 'NR > 1 && $5 != "ok" {bad = 1; print "output not ok: " $1 " (" $5 ")"}
              NR > 1 {n++} END {exit bad || !n}' "$WORK/summary.tsv" \
     || die "outputs missing or incomplete after the run"
-log "all $(($(wc -l <"$WORK/summary.tsv") - 1)) outputs of $TARGET present"
+log "all $(($(wc -l <"$WORK/summary.tsv") - 1)) outputs of $TARGET present (${SMK_SECONDS} s)"
 GPU_RULES=()   # the GPU rules are part of `all` only
 [ "$TARGET" = all ] && GPU_RULES=(train evaluate)
 timeout 120 "$VENV_BIN/python" "$REPO/tests/cluster/check_run.py" \
     --snakemake-log "$WORK/snakemake.out" --jobs "$WORK/jobs.snap" \
-    --workdir "$RUN" --gpu-rules "${GPU_RULES[@]}" \
+    --workdir "$RUN" --node-cpus "$CPUS" --gpu-rules "${GPU_RULES[@]}" \
     || die "checks of the SLURM run failed"
+
+# ---- 7. A training job stopped by scancel, then by its time limit, leaves nothing
+# running on the node, and a re-run resumes from its checkpoint.
+if [ "$TARGET" = all ] && [[ " $CASES " == *" stop "* ]]; then
+    printf 'train:\n  epochs: 50\n  early_stop: 0\n' >"$WORK/longer.yaml"  # extends the run
+    for how in scancel timeout; do
+        opts=(--set-threads train="$CPUS")
+        [ "$how" = timeout ] && opts+=(--set-resources train:runtime=1)
+        log "stopping a training job by $how"
+        EXTRA_CONFIG=("$WORK/longer.yaml")
+        smk 400 "$WORK/stop-$how.out" train "${opts[@]}" &
+        SMK_BG=$!
+        timeout 400 "$VENV_BIN/python" "$REPO/tests/cluster/check_stop.py" --how "$how" \
+            --snakemake-log "$WORK/stop-$how.out" || die "training stopped by $how left processes"
+        wait "$SMK_BG" || true
+        SMK_BG=""
+        EXTRA_CONFIG=()
+        grep -q "tiledup train stopped by SIGTERM" results/logs/train.log \
+            || die "after $how: train.log does not say it stopped on SIGTERM"
+        wait_for 30 "the queue to be empty after $how" nothing_queued
+        smk 400 "$WORK/resume-$how.out" train --set-threads train="$CPUS"
+        [ "$SMK_RC" -eq 0 ] || die "re-run after $how failed (exit $SMK_RC)"
+        # The last resume line comes after the stop (whether the log is kept or replaced).
+        awk '/tiledup train stopped by/ {s = NR} /resuming from results\/model\/resume.pt after epoch/ {r = NR}
+             END {exit !(r > s)}' results/logs/train.log \
+            || die "re-run after $how did not resume from the checkpoint"
+        log "  re-run resumed: $(grep -o 'resuming from .*' results/logs/train.log)"
+    done
+fi
 VERDICT=PASS

@@ -6,6 +6,7 @@ from tiledup.config import check_config
 from tiledup.dataset import check_sample_config
 from tiledup.errors import TiledupError
 from tiledup.manifest import IMAGE_SUFFIXES, shard_name
+from tiledup.slurm import explain_rejected, watch_queue
 
 
 # The schema is the source of truth; check_config turns its errors into one short line each
@@ -49,6 +50,25 @@ if not DEMO:
     check_images_folder(IMAGES)
 if config["truth"] and not os.path.isfile(config["truth"]):
     raise WorkflowError(f"truth file {config['truth']!r} (config key `truth`) does not exist")
+
+
+# Workflow handlers (Snakemake keeps one of each: a new handler must keep these calls).
+# On SLURM, a job no node can run ends the run with a message instead of pending forever.
+onstart:
+    watch_queue(workflow.executor_plugin.name, logger.error)
+
+
+onerror:
+    explain_rejected(log, logger.error)
+
+
+# The rejected images by reason, at the end of every run that did something. Run by
+# Snakemake's own Python, which imports tiledup anyway (common.smk), whatever the rules use.
+onsuccess:
+    shell(
+        "{sys.executable:q} -m tiledup.cli show-rejects"
+        " --manifest {RESULTS}/manifest/manifest.parquet --rejects {REJECTS}"
+    )
 
 
 def options(block):

@@ -28,6 +28,7 @@ import pyarrow as pa
 from ..errors import TiledupError
 from ..grid import GRID
 from ..io import write_parquet, write_text
+from ..stops import watch_parent
 from .chips import chip_ids, encode_chip, truth_lines
 from .scene import make_geography, render_pass
 
@@ -89,6 +90,12 @@ def _swap_in(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, dest)
+
+
+def _init_worker(command_pid: int) -> None:
+    """One OpenCV thread per worker (the parallelism is across scenes); exit when the command ends."""
+    cv2.setNumThreads(1)
+    watch_parent(command_pid)
 
 
 def _render_scene(job) -> None:
@@ -168,9 +175,8 @@ def generate(images_dir, truth_path, layout_path, *, seed: int = 0, scenes: int 
         if workers > 1 and scenes > 1 and sum(len(p) for p in plan) * rows * cols >= 256:
             # spawn, not fork: this process may hold OpenCV threads; each job writes its own files.
             ctx = multiprocessing.get_context("spawn")
-            # One OpenCV thread per worker: the parallelism is across scenes.
             with ProcessPoolExecutor(max_workers=min(workers, scenes), mp_context=ctx,
-                                     initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+                                     initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                 list(pool.map(_render_scene, jobs))  # list(): re-raises a worker's exception
         else:
             for job in jobs:
