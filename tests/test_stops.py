@@ -62,8 +62,8 @@ def wait_for_workers(proc, tag, also=lambda: True, timeout=180):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stopped_training_ends_its_workers_and_resumes(sig, tag_env, tables, shared_data, tmp_path, caplog):
-    images, out = shared_data / "airbus_samples", tmp_path / "model"
+def test_stopped_training_ends_its_workers_and_resumes(sig, tag_env, tables, real_data, tmp_path, caplog):
+    images, out = real_data / "airbus_samples", tmp_path / "model"
     proc, tag = start_train(tag_env, tables, images, out, tmp_path / "train.log")
     wait_for_workers(proc, tag, also=lambda: (out / RESUME).exists())  # epoch 1 checkpointed
     assert len(tagged(tag)) >= 4  # command, forkserver, 2 workers (+ resource tracker)
@@ -85,12 +85,12 @@ def test_stopped_training_ends_its_workers_and_resumes(sig, tag_env, tables, sha
     assert len((out / "history.csv").read_text().splitlines()) == 1 + done + 1
 
 
-def test_killed_training_leaves_no_workers(tag_env, tables, shared_data, tmp_path):
+def test_killed_training_leaves_no_workers(tag_env, tables, real_data, tmp_path):
     """SIGKILL runs no code in the command: its workers notice its death by themselves.
 
     (Killed while its workers are still starting, they exit once started: seconds later.)"""
     out = tmp_path / "model"
-    proc, tag = start_train(tag_env, tables, shared_data / "airbus_samples", out, tmp_path / "train.log")
+    proc, tag = start_train(tag_env, tables, real_data / "airbus_samples", out, tmp_path / "train.log")
     wait_for_workers(proc, tag, also=lambda: (out / RESUME).exists())
     proc.kill()
     proc.wait(timeout=10)
