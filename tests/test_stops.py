@@ -103,9 +103,10 @@ def test_stopped_evaluation_leaves_no_half_written_output(tag_env, tmp_path):
     out = tmp_path / "eval"
     tag, env = tag_env
     args = [sys.executable, "-m", "tiledup.cli", "evaluate", "--truth", str(paths["truth_path"]),
+            "--overlaps", str(paths["overlaps_path"]), "--skipped", str(paths["skipped_path"]),
             "--images", str(paths["images_dir"]), "--model", str(paths["model_path"]),
             "--val", str(paths["val_path"]), "--tiles", *map(str, paths["tiles_paths"]),
-            "--rejects", *map(str, paths["rejects_paths"]), "--out-dir", str(out),
+            "--rejects", str(paths["rejects_path"]), "--out-dir", str(out),
             "--options", json.dumps({"device": "cpu", "batch_size": 16})]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = []
