@@ -115,10 +115,10 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
             assert np.array_equal(a, b), (tag, t1, t2)
 
 
-def test_only_pairs_solid_on_both_sides_are_uninformative():
+def test_pairs_with_a_solid_side_wait_for_the_pixel_test():
     solid = {("x", t): t in (0, 1) for t in range(9)} | {("y", t): t == 0 for t in range(9)}
     pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid)
-    assert list(pairs.informative) == [False, True] + [True] * 7  # (1, 1): only side 1 solid
+    assert list(pairs.evidence) == ["solid", "solid"] + ["texture"] * 7  # settled by score_pairs
 
 
 def test_worst_pair_aggregation_and_undecidable():
@@ -160,10 +160,10 @@ def test_each_chip_decoded_once(case):
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
     scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)
-    images = set(scored.img1) | set(scored.img2)
-    assert cache.decodes == len(images) == 6
+    decoded = pairs[pairs.evidence != "not_dup"]  # every other pair needs pixels (scores or the solid test)
+    assert cache.decodes == len(set(decoded.img1) | set(decoded.img2)) == 8
     assert cache.chips == {}  # every chip released after its last tile pair
-    assert len(scored) == int(pairs.informative.sum())
+    assert len(scored) == int((pairs.evidence == "texture").sum())  # the solid pairs here say nothing
 
 
 def _model(paths):

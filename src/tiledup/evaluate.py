@@ -32,7 +32,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .augment import augment_pair, check_augment
 from .errors import TiledupError
 from .io import read_parquets, read_table, write_json, write_parquet
-from .overlaps import METHODS, ChipCache, PairScorer, aggregate, expand, score_pairs, tile_hashes
+from .overlaps import (METHODS, ChipCache, PairScorer, aggregate, check_evidence, expand, score_pairs,
+                       tile_hashes)
 from .truth import COLUMNS as TRUTH_COLUMNS, read_truth
 
 log = logging.getLogger(__name__)
@@ -160,24 +161,24 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
 # ---------------------------------------------------------------- the rule
 
 def _tile_tables(tiles_paths, rejects_paths) -> tuple[pa.Table, dict]:
-    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid"], "tile table")
+    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"], "tile table")
     rejects = read_parquets(rejects_paths, ["image_id", "reason"], "rejects table").to_pandas()
     return tiles, dict(zip(rejects.image_id, rejects.reason))
 
 
 def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
-    """(image_id, tile) -> bmh, bmh96, solid of the truth's images only: memory follows the
-    truth file, not the whole dataset (1.7 million tiles for Airbus)."""
+    """(image_id, tile) -> bmh, bmh96, solid, dominant of the truth's images only: memory follows
+    the truth file, not the whole dataset (1.7 million tiles for Airbus)."""
     wanted = pa.array(sorted(image_ids), pa.string())
     sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
-    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s)}
-            for i, t, b, b96, s in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid)}
+    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s), "dominant": np.frombuffer(d, np.uint8)}
+            for i, t, b, b96, s, d in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid, sub.dominant)}
 
 
 def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_paths, out_dir,
              on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
-             val_augment: dict | None = None,
+             val_augment: dict | None = None, evidence: dict | None = None,
              gallery_errors: int = 400, gallery_correct: int = 12, thumb: int = 160) -> dict:
     """Score dup_truth (if any) and write scores.parquet, metrics.json, report.html, roc.png, pr.png."""
     from .model import load_dupnet
@@ -189,6 +190,7 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
         except (TypeError, ValueError):
             raise TiledupError(f"evaluate.dupnet_threshold must be a number or 'val', "
                                f"got {dupnet_threshold!r}") from None
+    evidence = check_evidence(evidence)
     out_dir = Path(out_dir)
     tiles, rejected = _tile_tables(tiles_paths, rejects_paths)
     accepted = set(pc.unique(tiles["image_id"]).to_pylist())
@@ -211,13 +213,15 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     # truth: expand, score informative tile pairs, take the worst pair per overlap
     tiles_table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     solid = {k: v["solid"] for k, v in tiles_table.items()}
+    dominant = {k: v["dominant"] for k, v in tiles_table.items()}
     decodes_before = cache.decodes
     if len(overlaps):
-        pairs = expand(overlaps, solid)
-        scored = aggregate(overlaps, pairs, score_pairs(pairs, tiles_table, cache, model, batch_size))
-        log.info("%d overlaps, %d tile pairs (%d informative), %d chips decoded for %d images",
-                 len(overlaps), len(pairs), int(pairs.informative.sum()), cache.decodes - decodes_before,
-                 len(set(overlaps.img1) | set(overlaps.img2)))
+        pairs = expand(overlaps, solid, dominant, evidence["colour_levels"])
+        evidence_pairs = score_pairs(pairs, tiles_table, cache, model, batch_size, evidence)
+        scored = aggregate(overlaps, pairs, evidence_pairs)
+        log.info("%d overlaps, %d tile pairs (%d evidence: %s), %d chips decoded for %d images",
+                 len(overlaps), len(pairs), len(evidence_pairs), evidence_pairs.evidence.value_counts().to_dict(),
+                 cache.decodes - decodes_before, len(set(overlaps.img1) | set(overlaps.img2)))
     else:
         scored = _empty_scored(overlaps)
     write_parquet(scores_table(scored, thresholds), out_dir / "scores.parquet")
