@@ -25,6 +25,8 @@ from tiledup.grid import CHIP, TAGS, TILE, offset_tag, tag_offset
 from tiledup.model import DupNet, save_dupnet
 from tiledup.tiles import tile_shard
 
+ALL = (*METHODS, "tree")  # with the combined baseline
+
 # (image id, scene, pass, row, col): scene "sea" seen at two times, scene "cloud" all white
 CHIPS = [
     ("a00000001.jpg", "sea", 0, 0, 0), ("a00000002.jpg", "sea", 0, 0, 1),
@@ -81,11 +83,16 @@ def make_case(root, seed=0):
                              "tile2": pa.array([max(r[1:3]) for r in rows], pa.int8()),
                              "is_dup": [r[3] for r in rows], "bmh_sim": pa.array([1.0] * len(rows), pa.float32())}), val)
 
+    layout = root / "layout.parquet"
+    pq.write_table(pa.table({"image_id": [c[0] for c in CHIPS], "scene": [c[1] for c in CHIPS],
+                             "kind": ["bright water" if c[1] == "sea" else "overcast bright water" for c in CHIPS]}),
+                   layout)
+
     torch.manual_seed(seed)
     model = root / "dupnet.pt"
     save_dupnet(DupNet(width=4, depth=1, stem=16, max_width=8), model)
     return {"truth_path": truth, "images_dir": images, "model_path": model, "val_path": val,
-            "tiles_paths": [tiles], "rejects_paths": [rejects]}
+            "tiles_paths": [tiles], "rejects_paths": [rejects], "layout_path": layout}
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +187,7 @@ def test_outputs_and_metrics_shape(case):
     assert on_disk == json.loads(json.dumps(metrics))
     n_truth = len([l for l in paths["truth_path"].read_text().splitlines() if not l.startswith("#")])
     assert metrics["n_overlaps"] == n_truth
-    assert set(metrics["methods"]) == set(METHODS) and len(METHODS) >= 7
+    assert set(metrics["methods"]) == set(ALL) and len(METHODS) >= 8
     for m in metrics["methods"].values():
         assert {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "threshold",
                 "errors"} <= set(m)
@@ -202,12 +209,25 @@ def test_undecidable_overlap_is_counted_listed_and_not_guessed(case):
     assert metrics["n_decidable"] == metrics["n_overlaps"] - 1
 
 
+def test_errors_by_kind_add_up(case):
+    root, paths, metrics = case
+    by_kind = metrics["by_kind"]
+    assert set(by_kind) == {"bright water", "overcast bright water"}
+    assert sum(k["n_overlaps"] for k in by_kind.values()) == metrics["n_overlaps"]
+    assert sum(k["n_undecidable"] for k in by_kind.values()) == metrics["n_undecidable"]
+    for m in ALL:
+        kinds = [k["methods"][m] for k in by_kind.values()]
+        assert sum(k["errors"] for k in kinds) == metrics["methods"][m]["errors"]
+        assert sum(k["false_dup"] for k in kinds) == metrics["methods"][m]["confusion"]["fp"]
+    assert "Errors by kind of overlap" in (root / "eval" / "report.html").read_text()
+
+
 def test_scores_rows_follow_the_truth(case):
     root, paths, metrics = case
     scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
     assert (scores.img1 < scores.img2).all()
     sea = scores[scores.decidable]
-    for m in METHODS:
+    for m in ALL:
         thr = metrics["methods"][m]["threshold"]
         assert (sea[f"{m}_pred"] == (sea[m] >= thr)).all()
         assert sea[m].between(0, 1).all()
@@ -224,7 +244,8 @@ def test_thresholds_do_not_depend_on_truth_labels(case, tmp_path):
                                if l and not l.startswith("#")))
     other = evaluate(**{**paths, "truth_path": flipped}, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
     assert other["validation"] == metrics["validation"]
-    for m in METHODS:
+    assert other["tree"] == metrics["tree"]  # the combined baseline is fitted on validation pairs only
+    for m in ALL:
         assert other["methods"][m]["threshold"] == metrics["methods"][m]["threshold"]
         assert other["methods"][m]["accuracy"] == pytest.approx(1 - metrics["methods"][m]["accuracy"])
     a = pq.read_table(root / "eval" / "scores.parquet").to_pandas()

@@ -82,7 +82,7 @@ def cmd_evaluate(a, opts):
 
     _call(evaluate, "evaluate", opts, truth_path=a.truth or None, images_dir=a.images,
           model_path=a.model, val_path=a.val, tiles_paths=a.tiles, rejects_paths=a.rejects,
-          out_dir=a.out_dir)
+          out_dir=a.out_dir, layout_path=a.layout or None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val", required=True)
     s.add_argument("--tiles", nargs="+", required=True)
     s.add_argument("--rejects", nargs="+", required=True)
+    s.add_argument("--layout", default="", help="the demo layout (scene kinds for errors by kind); optional")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--options", default="{}")
     return p

@@ -13,9 +13,13 @@ which differs from the truth file's. The two sides of a validation pair i == i
 would be identical pixels, which makes every baseline perfect; so every
 validation pair gets the training augmentation (tiledup.augment.augment_pair:
 JPEG re-encode, HLS shift, radiometric offset, on duplicates and non-duplicates
-alike), seeded per row (its own seed, `evaluate.val_seed`), like training's validation.
-Same-place-other-time pairs (the truth file's hard negatives) do not exist in
-the validation split at all: the report says so.
+alike), seeded per row and draw (its own seed, `evaluate.val_seed`), like
+training's validation; each row is drawn `val_repeats` times. As in training, a
+share of the non-duplicates becomes "same place, another time"
+(tiledup.another_time, `evaluate.val_another_time`), label-free stand-ins for
+the truth file's hard negatives. The combined baseline (tiledup.combined, a
+decision tree over every baseline's tile-pair scores) is fitted on these same
+validation pairs.
 """
 
 from __future__ import annotations
@@ -29,15 +33,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from .augment import augment_pair, check_augment
+from . import combined
+from .another_time import check_another_time
+from .augment import check_augment
 from .errors import TiledupError
+from .kinds import kind_breakdown, read_kinds
 from .io import read_parquets, read_table, write_json, write_parquet
+from .loader import training_pair
 from .overlaps import (METHODS, ChipCache, PairScorer, aggregate, check_evidence, expand, score_pairs,
                        tile_hashes)
 from .truth import COLUMNS as TRUTH_COLUMNS, read_truth
 
 log = logging.getLogger(__name__)
 
+TOP = 100  # precision among the TOP highest-scoring overlaps (ties in truth-file order)
 NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not the built-in "
             "demo, so there are no labelled overlaps to score; only validation-split figures "
             "are shown")
@@ -46,20 +55,25 @@ NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not 
 # ---------------------------------------------------------------- validation split
 
 def score_val_pairs(val: pd.DataFrame, cache: ChipCache, model, batch_size: int, seed: int,
-                    augment: dict) -> pd.DataFrame:
-    """Score validation tile pairs, each augmented as training does (seeded per row); is_dup + methods."""
+                    augment: dict, retime: dict, repeats: int = 1) -> pd.DataFrame:
+    """Score validation tile pairs as training sees them (seeded per row and draw); is_dup + methods."""
     scorer = PairScorer(model, batch_size)
     order = val.sort_values(["image_id", "tile1", "tile2"])
     cache.expect(order.image_id)
-    for row, image_id, t1, t2 in zip(order.index, order.image_id, order.tile1, order.tile2):
+    labels = []
+    for row, image_id, t1, t2, dup in zip(order.index, order.image_id, order.tile1, order.tile2, order.is_dup):
         tiles = cache.tiles(image_id)
-        a, b = augment_pair(tiles[t1], tiles[t2], np.random.default_rng([seed, int(row)]), **augment)
-        scorer.add(a, b, tile_hashes(a), tile_hashes(b))
-    return pd.concat([order[["is_dup"]].reset_index(drop=True), scorer.result()], axis=1)
+        for draw in range(repeats):
+            rng = np.random.default_rng([seed, int(row), draw])
+            a, b = training_pair(tiles[t1], tiles[t2], bool(dup), rng, augment, retime)
+            scorer.add(a, b, tile_hashes(a), tile_hashes(b))
+            labels.append(bool(dup))
+    return pd.concat([pd.DataFrame({"is_dup": labels}), scorer.result()], axis=1)
 
 
-def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment):
-    """Up to `val_pairs` tile pairs of the validation split (tiled images only), augmented and scored."""
+def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment,
+                      val_another_time=None, val_repeats: int = 1):
+    """Up to `val_pairs` rows of the validation split (tiled images only), each drawn val_repeats times, scored."""
     val = read_table(val_path, ["image_id", "tile1", "tile2", "is_dup"], "validation split").to_pandas()
     val = val[val.image_id.isin(accepted)]
     if val.is_dup.nunique() < 2:
@@ -70,9 +84,10 @@ def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, v
         val = val.sample(n=val_pairs, random_state=val_seed)
     try:
         augment = check_augment(val_augment or {})
+        retime = check_another_time(val_another_time)
     except TiledupError as e:
-        raise TiledupError(f"evaluate.val_augment: {e}") from None
-    return score_val_pairs(val, cache, model, batch_size, val_seed, augment)
+        raise TiledupError(f"evaluate.val_augment / val_another_time: {e}") from None
+    return score_val_pairs(val, cache, model, batch_size, val_seed, augment, retime, val_repeats)
 
 
 def youden_threshold(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
@@ -92,11 +107,11 @@ def youden_threshold(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return float(cuts[best]), float(tpr[best] - fpr[best])
 
 
-def val_summary(val_scores: pd.DataFrame, dupnet_threshold) -> dict:
+def val_summary(val_scores: pd.DataFrame, dupnet_threshold, methods=METHODS) -> dict:
     """Per method: the chosen threshold and the validation figures it gives."""
     y = val_scores.is_dup.to_numpy(bool)
     out = {}
-    for m in METHODS:
+    for m in methods:
         s = val_scores[m].to_numpy(float)
         thr, j = youden_threshold(y, s)
         if m == "dupnet" and dupnet_threshold != "val":
@@ -117,12 +132,14 @@ def method_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict:
     two = 0 < y.sum() < len(y)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
+    top = np.argsort(-s, kind="stable")[:TOP]  # the most confident duplicate calls
     return {
         "roc_auc": float(roc_auc_score(y, s)) if two else None,
         "average_precision": float(average_precision_score(y, s)) if two else None,
         "accuracy": float((pred == y).mean()) if len(y) else None,
         "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        f"precision_at_{TOP}": float(y[top].mean()) if len(y) else None,
         "threshold": float(thr), "errors": fp + fn,
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
@@ -131,7 +148,7 @@ def method_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict:
 def verdict(methods: dict) -> dict:
     """Per headline figure: does DupNet strictly beat every baseline (None when undefined)?"""
     out = {}
-    for key in ("roc_auc", "accuracy"):
+    for key in ("roc_auc", "accuracy", "f1"):
         mine = methods["dupnet"][key]
         others = [v[key] for m, v in methods.items() if m != "dupnet"]
         out[key] = None if mine is None or None in others else bool(all(mine > o for o in others))
@@ -150,7 +167,7 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
         "n_informative": pa.array(scored.n_informative.astype(np.int8), pa.int8()),
         "decidable": pa.array(scored.decidable.astype(bool), pa.bool_()),
     }
-    for m in METHODS:
+    for m in thresholds:
         s = scored[m].to_numpy(np.float32)
         undecided = np.isnan(s)
         cols[m] = pa.array(s, pa.float32(), mask=undecided)
@@ -176,9 +193,10 @@ def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
 
 
 def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_paths, out_dir,
-             on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
+             layout_path=None, on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
-             val_augment: dict | None = None, evidence: dict | None = None,
+             val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
+             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
              gallery_errors: int = 400, gallery_correct: int = 12, thumb: int = 160) -> dict:
     """Score dup_truth (if any) and write scores.parquet, metrics.json, report.html, roc.png, pr.png."""
     from .model import load_dupnet
@@ -205,9 +223,12 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     cache = ChipCache(images_dir)
 
     val_scores = validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed,
-                                   val_augment)
-    val_info = val_summary(val_scores, dupnet_threshold)
-    thresholds = {m: val_info[m]["threshold"] for m in METHODS}
+                                   val_augment, val_another_time, val_repeats)
+    tree = combined.fit_tree(val_scores, depth=tree_depth, min_leaf=tree_min_leaf, seed=val_seed)
+    val_scores[combined.NAME] = combined.tree_scores(tree, val_scores)
+    methods = (*METHODS, combined.NAME)
+    val_info = val_summary(val_scores, dupnet_threshold, methods)
+    thresholds = {m: val_info[m]["threshold"] for m in methods}
     log.info("thresholds from %d validation pairs: %s", len(val_scores), thresholds)
 
     # truth: expand, score informative tile pairs, take the worst pair per overlap
@@ -218,12 +239,14 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     if len(overlaps):
         pairs = expand(overlaps, solid, dominant, evidence["colour_levels"])
         evidence_pairs = score_pairs(pairs, tiles_table, cache, model, batch_size, evidence)
+        tree_col = combined.tree_scores(tree, evidence_pairs)
+        evidence_pairs[combined.NAME] = np.where(evidence_pairs.evidence == "not_dup", 0.0, tree_col)
         scored = aggregate(overlaps, pairs, evidence_pairs)
         log.info("%d overlaps, %d tile pairs (%d evidence: %s), %d chips decoded for %d images",
                  len(overlaps), len(pairs), len(evidence_pairs), evidence_pairs.evidence.value_counts().to_dict(),
                  cache.decodes - decodes_before, len(set(overlaps.img1) | set(overlaps.img2)))
     else:
-        scored = _empty_scored(overlaps)
+        scored = _empty_scored(overlaps, methods)
     write_parquet(scores_table(scored, thresholds), out_dir / "scores.parquet")
 
     decided = scored[scored.decidable]
@@ -241,11 +264,14 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
                           + ("same" if dupnet_threshold == "val" else f"fixed {dupnet_threshold}") + ")",
         "validation": {"n_pairs": int(len(val_scores)), "n_dup": int(val_scores.is_dup.sum()),
                        "methods": val_info},
-        "methods": ({m: method_metrics(y, decided[m].to_numpy(float), thresholds[m]) for m in METHODS}
+        "tree": combined.describe(tree),
+        "methods": ({m: method_metrics(y, decided[m].to_numpy(float), thresholds[m]) for m in methods}
                     if len(decided) else {}),
     }
     if metrics["methods"]:
         metrics["dupnet_beats_every_baseline"] = verdict(metrics["methods"])
+    if layout_path and len(scored):
+        metrics["by_kind"] = kind_breakdown(scored, read_kinds(layout_path), thresholds)
     if not truth_path:
         metrics["note"] = NO_TRUTH
     for rec in metrics["undecidable"]:
@@ -256,8 +282,8 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     return metrics
 
 
-def _empty_scored(overlaps: pd.DataFrame) -> pd.DataFrame:
+def _empty_scored(overlaps: pd.DataFrame, methods) -> pd.DataFrame:
     out = overlaps.assign(n_tile_pairs=0, n_informative=0, decidable=False)
-    for m in METHODS:
+    for m in methods:
         out[m] = np.zeros(0, np.float32)
     return out

@@ -193,6 +193,30 @@ def confusion(methods: dict) -> str:
     return "".join(out)
 
 
+def kinds_section(metrics: dict) -> str:
+    """HTML fragment: errors by kind of overlap (scene kind from the demo layout; same time or not)."""
+    by_kind = metrics.get("by_kind")
+    if not by_kind:
+        return ""
+    methods = list(next(iter(by_kind.values()))["methods"])
+    others = [m for m in methods if m != "dupnet"]
+    head = ("<tr><th>kind</th><th>overlaps</th><th>same time</th><th>other time</th><th>undecidable</th>"
+            "<th>DupNet accuracy</th><th>DupNet false dup</th><th>DupNet false non-dup</th>"
+            + "".join(f"<th>{html.escape(m)} errors</th>" for m in others) + "</tr>")
+    rows = []
+    for kind, k in by_kind.items():
+        d = k["methods"]["dupnet"]
+        acc = "n/a" if d["accuracy"] is None else f"{d['accuracy']:.4f}"
+        rows.append(f"<tr><td>{html.escape(kind)}</td><td>{k['n_overlaps']}</td><td>{k['n_same_time']}</td>"
+                    f"<td>{k['n_other_time']}</td><td>{k['n_undecidable']}</td><td>{acc}</td>"
+                    f"<td>{d['false_dup']}</td><td>{d['false_nondup']}</td>"
+                    + "".join(f"<td>{k['methods'][m]['errors']}</td>" for m in others) + "</tr>")
+    return ("<h2>Errors by kind of overlap</h2><p>Scene kind from the demo layout; same time = duplicate "
+            "(a false non-duplicate), other time = not (a false duplicate). Decidable overlaps only, "
+            "undecidable ones counted apart.</p>"
+            f"<table>{head}{''.join(rows)}</table>")
+
+
 def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int = 400,
                  gallery_correct: int = 12, thumb: int = 160, seed: int = 0) -> None:
     """Write report.html, roc.png and pr.png into out_dir."""
@@ -228,6 +252,7 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
                   "<h2>ROC and precision-recall</h2>",
                   f'<div class="plots">{_img(roc, "image/png", "ROC")}{_img(pr, "image/png", "PR")}</div>',
                   "<h2>Confusion matrices</h2>", confusion(metrics["methods"])]
+        parts.append(kinds_section(metrics))
         decided = scored[scored.decidable]
         thr = metrics["methods"]["dupnet"]["threshold"]
         wrong = decided[(decided.dupnet >= thr) != decided.is_dup.astype(bool)]

@@ -5,6 +5,7 @@ rule evaluate:
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
         rejects=expand(f"{RESULTS}/rejects/{{shard}}.parquet", shard=SHARDS),
         truth=TRUTH or [],
+        layout=LAYOUT or [],
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
         metrics=f"{RESULTS}/eval/metrics.json",
@@ -14,6 +15,7 @@ rule evaluate:
     params:
         images=IMAGES,
         truth=optional_input("truth"),
+        layout=optional_input("layout"),
         out_dir=output_dir("metrics"),
         options=options("evaluate"),
     threads: 2
@@ -26,5 +28,5 @@ rule evaluate:
     shell:
         "tiledup evaluate --truth={params.truth:q} --images {params.images:q}"
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
-        " --rejects {input.rejects} --out-dir {params.out_dir}"
+        " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --options {params.options:q} > {log} 2>&1"
