@@ -243,9 +243,10 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
         f"{val['n_pairs']} validation tile pairs ({val['n_dup']} duplicates), never on the truth: "
         f"{html.escape(metrics['threshold_rule'])}.</p>"
         '<p class="note">Limitation: validation pairs are tile i vs tile i of one chip (duplicate) and tile i '
-        "vs tile j (different places), both augmented as in training (JPEG re-encode, HLS shift, colour "
-        "offset). Same place at another time, the truth file's hard negatives, never occurs there, so "
-        "thresholds tuned on it favour methods that separate places, not times.</p>")
+        "vs tile j (different places) or vs tile i changed locally or in texture (a synthetic stand-in for "
+        "another time), all augmented as in training (JPEG re-encode, HLS shift, colour offset). Real "
+        "same-place-other-time pairs, the truth file's hard negatives, never occur there; the thresholds "
+        "and the tree are fitted on these stand-ins.</p>")
     if metrics["methods"]:
         parts += ["<h2>Metrics (decidable overlaps)</h2>", summary(metrics),
                   metrics_table(metrics["methods"], val["methods"]),
