@@ -235,7 +235,7 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
         parts.append(
             f"<p>Truth: <code>{html.escape(metrics['truth'])}</code>: {metrics['n_overlaps']} overlaps "
             f"({metrics['n_dup']} duplicates, {metrics['n_nondup']} not), "
-            f"<b>{metrics['n_undecidable']} undecidable</b> (every tile pair solid on both sides; not scored), "
+            f"<b>{metrics['n_undecidable']} undecidable</b> (no tile pair is evidence under the evidence rule; not scored), "
             f"{len(metrics['skipped_truth_lines'])} truth lines skipped.</p>")
     parts.append(
         "<p>Overlap score = the minimum over its informative tile pairs (an overlap is a duplicate only if "
