@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
+from tiledup.another_time import check_another_time
 from tiledup.augment import check_augment
 from tiledup.images import cut_tiles, read_chip
 from tiledup.loader import TRAIN_STREAM, PairDataset, make_loader, read_pairs
@@ -66,7 +67,8 @@ def main():
     torch.set_num_threads(a.workers)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = read_pairs(pair_table(Path(tmp) / "pairs.parquet"), "benchmark")
-    ds = PairDataset(pairs, IMAGES, seed=0, stream=TRAIN_STREAM, augment=check_augment(cfg["augment"]))
+    ds = PairDataset(pairs, IMAGES, seed=0, stream=TRAIN_STREAM, augment=check_augment(cfg["augment"]),
+                     another_time=check_another_time(cfg["another_time"]))
     bs = cfg["batch_size"]
     print(f"{len(ds)} self-supervised pairs from {IMAGES}; {a.workers} cores; torch {torch.__version__}")
 

@@ -78,7 +78,11 @@ def test_ids_chips_and_layout(demo):
     assert all(re.fullmatch(r"[0-9a-f]{9}\.jpg", f) for f in files)
     schema = pq.read_schema(folder / "layout.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("image_id", "string"), ("scene", "int32"), ("pass", "int32"), ("row", "int32"), ("col", "int32")]
+        ("image_id", "string"), ("scene", "int32"), ("pass", "int32"), ("row", "int32"), ("col", "int32"),
+        ("kind", "string")]
+    # one kind per scene, named from its parts
+    assert (layout.groupby("scene")["kind"].nunique() == 1).all()
+    assert all(re.fullmatch(r"(overcast )?(dark sea|bright water)( \+ coast)?", k) for k in layout["kind"])
     assert layout["row"].between(0, TINY["scene_rows"] - 3).all()
     assert layout["col"].between(0, TINY["scene_cols"] - 3).all()
     assert not layout.duplicated(["scene", "pass", "row", "col"]).any()

@@ -28,6 +28,8 @@ from tiledup.rejects import gather_rejects
 from tiledup.tiles import tile_shard
 from tiledup.truth import read_checked, write_checked
 
+ALL = (*METHODS, "tree")  # with the combined baseline
+
 # (image id, scene, pass, row, col): scene "sea" seen at two times, scene "cloud" all white
 CHIPS = [
     ("a00000001.jpg", "sea", 0, 0, 0), ("a00000002.jpg", "sea", 0, 0, 1),
@@ -84,6 +86,11 @@ def make_case(root, seed=0):
                              "tile2": pa.array([max(r[1:3]) for r in rows], pa.int8()),
                              "is_dup": [r[3] for r in rows], "bmh_sim": pa.array([1.0] * len(rows), pa.float32())}), val)
 
+    layout = root / "layout.parquet"
+    pq.write_table(pa.table({"image_id": [c[0] for c in CHIPS], "scene": [c[1] for c in CHIPS],
+                             "kind": ["bright water" if c[1] == "sea" else "overcast bright water" for c in CHIPS]}),
+                   layout)
+
     torch.manual_seed(seed)
     model = root / "dupnet.pt"
     save_dupnet(DupNet(width=4, depth=1, stem=16, max_width=8), model)
@@ -91,7 +98,8 @@ def make_case(root, seed=0):
     write_manifest(images, 1, manifest, root / "lists")
     gather_rejects(manifest, [rejects], gathered)
     return {**check_truth(root, truth, manifest, gathered, images), "images_dir": images,
-            "model_path": model, "val_path": val, "tiles_paths": [tiles], "rejects_path": gathered}
+            "model_path": model, "val_path": val, "tiles_paths": [tiles], "rejects_path": gathered,
+            "layout_path": layout}
 
 
 def check_truth(root, truth, manifest, rejects, images, on_bad="error"):
@@ -129,10 +137,10 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
             assert np.array_equal(a, b), (tag, t1, t2)
 
 
-def test_only_pairs_solid_on_both_sides_are_uninformative():
+def test_pairs_with_a_solid_side_wait_for_the_pixel_test():
     solid = {("x", t): t in (0, 1) for t in range(9)} | {("y", t): t == 0 for t in range(9)}
     pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid)
-    assert list(pairs.informative) == [False, True] + [True] * 7  # (1, 1): only side 1 solid
+    assert list(pairs.evidence) == ["solid", "solid"] + ["texture"] * 7  # settled by score_pairs
 
 
 def test_worst_pair_aggregation_and_undecidable():
@@ -174,10 +182,10 @@ def test_each_chip_decoded_once(case):
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
     scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)
-    images = set(scored.img1) | set(scored.img2)
-    assert cache.decodes == len(images) == 6
+    decoded = pairs[pairs.evidence != "not_dup"]  # every other pair needs pixels (scores or the solid test)
+    assert cache.decodes == len(set(decoded.img1) | set(decoded.img2)) == 8
     assert cache.chips == {}  # every chip released after its last tile pair
-    assert len(scored) == int(pairs.informative.sum())
+    assert len(scored) == int((pairs.evidence == "texture").sum())  # the solid pairs here say nothing
 
 
 def _model(paths):
@@ -194,7 +202,7 @@ def test_outputs_and_metrics_shape(case):
     assert on_disk == json.loads(json.dumps(metrics))
     n_truth = len([l for l in paths["truth_path"].read_text().splitlines() if not l.startswith("#")])
     assert metrics["n_overlaps"] == n_truth
-    assert set(metrics["methods"]) == set(METHODS) and len(METHODS) >= 7
+    assert set(metrics["methods"]) == set(ALL) and len(METHODS) >= 8
     for m in metrics["methods"].values():
         assert {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "threshold",
                 "errors"} <= set(m)
@@ -216,12 +224,25 @@ def test_undecidable_overlap_is_counted_listed_and_not_guessed(case):
     assert metrics["n_decidable"] == metrics["n_overlaps"] - 1
 
 
+def test_errors_by_kind_add_up(case):
+    root, paths, metrics = case
+    by_kind = metrics["by_kind"]
+    assert set(by_kind) == {"bright water", "overcast bright water"}
+    assert sum(k["n_overlaps"] for k in by_kind.values()) == metrics["n_overlaps"]
+    assert sum(k["n_undecidable"] for k in by_kind.values()) == metrics["n_undecidable"]
+    for m in ALL:
+        kinds = [k["methods"][m] for k in by_kind.values()]
+        assert sum(k["errors"] for k in kinds) == metrics["methods"][m]["errors"]
+        assert sum(k["false_dup"] for k in kinds) == metrics["methods"][m]["confusion"]["fp"]
+    assert "Errors by kind of overlap" in (root / "eval" / "report.html").read_text()
+
+
 def test_scores_rows_follow_the_truth(case):
     root, paths, metrics = case
     scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
     assert (scores.img1 < scores.img2).all()
     sea = scores[scores.decidable]
-    for m in METHODS:
+    for m in ALL:
         thr = metrics["methods"][m]["threshold"]
         assert (sea[f"{m}_pred"] == (sea[m] >= thr)).all()
         assert sea[m].between(0, 1).all()
@@ -239,7 +260,8 @@ def test_thresholds_do_not_depend_on_truth_labels(case, tmp_path):
     checked = check_truth(tmp_path, flipped, root / "manifest.parquet", paths["rejects_path"], paths["images_dir"])
     other = evaluate(**{**paths, **checked}, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
     assert other["validation"] == metrics["validation"]
-    for m in METHODS:
+    assert other["tree"] == metrics["tree"]  # the combined baseline is fitted on validation pairs only
+    for m in ALL:
         assert other["methods"][m]["threshold"] == metrics["methods"][m]["threshold"]
         assert other["methods"][m]["accuracy"] == pytest.approx(1 - metrics["methods"][m]["accuracy"])
     a = pq.read_table(root / "eval" / "scores.parquet").to_pandas()

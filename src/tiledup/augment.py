@@ -22,7 +22,7 @@ AUGMENT_DEFAULTS = {
     "lightness": 20,  # percent
     "saturation": 20,  # percent
     "offset_p": 0.5,  # probability that one side gets a per-channel brightness offset
-    "offset": 4.0,  # standard deviation of that offset, in levels (0-255 scale)
+    "offset": 8.0,  # standard deviation of that offset, in levels (0-255 scale)
 }
 
 _HUE_UNITS = 256 / 360  # OpenCV HLS_FULL hue units per degree

@@ -125,7 +125,8 @@ def cmd_evaluate(a, opts):
 
     _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
-          tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir)
+          tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
+          layout_path=a.layout or None)
 
 
 def version() -> str:
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val", required=True, help="validation split (Parquet), for the thresholds")
     s.add_argument("--tiles", nargs="+", required=True, help="tile tables of all shards")
     s.add_argument("--rejects", required=True, help="the gathered rejects table (`tiledup rejects`)")
+    s.add_argument("--layout", default="", help="the demo's layout (scene kinds, for errors by kind); optional")
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
     return p
 

@@ -13,9 +13,13 @@ which differs from the truth file's. The two sides of a validation pair i == i
 would be identical pixels, which makes every baseline perfect; so every
 validation pair gets the training augmentation (tiledup.augment.augment_pair:
 JPEG re-encode, HLS shift, radiometric offset, on duplicates and non-duplicates
-alike), seeded per row (its own seed, `evaluate.val_seed`), like training's validation.
-Same-place-other-time pairs (the truth file's hard negatives) do not exist in
-the validation split at all: the report says so.
+alike), seeded per row and draw (its own seed, `evaluate.val_seed`), like
+training's validation; each row is drawn `val_repeats` times. As in training, a
+share of the non-duplicates becomes "same place, another time"
+(tiledup.another_time, `evaluate.val_another_time`), label-free stand-ins for
+the truth file's hard negatives. The combined baseline (tiledup.combined, a
+decision tree over every baseline's tile-pair scores) is fitted on these same
+validation pairs.
 """
 
 from __future__ import annotations
@@ -29,16 +33,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from .augment import augment_pair, check_augment
+from . import combined
+from .another_time import check_another_time
+from .augment import check_augment
 from .errors import TiledupError
+from .kinds import kind_breakdown, read_kinds
 from .io import read_parquets, read_table, write_json, write_parquet
-from .overlaps import METHODS, ChipCache, PairScorer, aggregate, expand, score_pairs, tile_hashes
+from .loader import training_pair
+from .overlaps import (METHODS, NOT_DUP, ChipCache, PairScorer, aggregate, check_evidence, expand, score_pairs,
+                       tile_hashes)
 from .progress import Progress
 from .rejects import read_summary
 from .truth import COLUMNS as TRUTH_COLUMNS, read_checked
 
 log = logging.getLogger(__name__)
 
+TOP = 100  # precision among the TOP highest-scoring overlaps (ties in truth-file order)
 NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not the built-in "
             "demo, so there are no labelled overlaps to score; only validation-split figures "
             "are shown")
@@ -47,23 +57,28 @@ NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not 
 # ---------------------------------------------------------------- validation split
 
 def score_val_pairs(val: pd.DataFrame, cache: ChipCache, model, batch_size: int, seed: int,
-                    augment: dict) -> pd.DataFrame:
-    """Score validation tile pairs, each augmented as training does (seeded per row); is_dup + methods."""
-    progress = Progress("validation tile pairs", len(val), "tile pairs", log=log)
+                    augment: dict, retime: dict, repeats: int = 1) -> pd.DataFrame:
+    """Score validation tile pairs as training sees them (seeded per row and draw); is_dup + methods."""
+    progress = Progress("validation tile pairs", len(val) * repeats, "tile pairs", log=log)
     scorer = PairScorer(model, batch_size, progress)
     order = val.sort_values(["image_id", "tile1", "tile2"])
     cache.expect(order.image_id)
-    for row, image_id, t1, t2 in zip(order.index, order.image_id, order.tile1, order.tile2):
+    labels = []
+    for row, image_id, t1, t2, dup in zip(order.index, order.image_id, order.tile1, order.tile2, order.is_dup):
         tiles = cache.tiles(image_id)
-        a, b = augment_pair(tiles[t1], tiles[t2], np.random.default_rng([seed, int(row)]), **augment)
-        scorer.add(a, b, tile_hashes(a), tile_hashes(b))
+        for draw in range(repeats):
+            rng = np.random.default_rng([seed, int(row), draw])
+            a, b = training_pair(tiles[t1], tiles[t2], bool(dup), rng, augment, retime)
+            scorer.add(a, b, tile_hashes(a), tile_hashes(b))
+            labels.append(bool(dup))
     scores = scorer.result()
     progress.done()
-    return pd.concat([order[["is_dup"]].reset_index(drop=True), scores], axis=1)
+    return pd.concat([pd.DataFrame({"is_dup": labels}), scores], axis=1)
 
 
-def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment):
-    """Up to `val_pairs` tile pairs of the validation split (tiled images only), augmented and scored."""
+def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment,
+                      val_another_time=None, val_repeats: int = 1):
+    """Up to `val_pairs` rows of the validation split (tiled images only), each drawn val_repeats times, scored."""
     val = read_table(val_path, ["image_id", "tile1", "tile2", "is_dup"], "validation split").to_pandas()
     val = val[val.image_id.isin(accepted)]
     if val.is_dup.nunique() < 2:
@@ -74,9 +89,10 @@ def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, v
         val = val.sample(n=val_pairs, random_state=val_seed)
     try:
         augment = check_augment(val_augment or {})
+        retime = check_another_time(val_another_time)
     except TiledupError as e:
-        raise TiledupError(f"evaluate.val_augment: {e}") from None
-    return score_val_pairs(val, cache, model, batch_size, val_seed, augment)
+        raise TiledupError(f"evaluate.val_augment / val_another_time: {e}") from None
+    return score_val_pairs(val, cache, model, batch_size, val_seed, augment, retime, val_repeats)
 
 
 def youden_threshold(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
@@ -96,11 +112,11 @@ def youden_threshold(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return float(cuts[best]), float(tpr[best] - fpr[best])
 
 
-def val_summary(val_scores: pd.DataFrame, dupnet_threshold) -> dict:
+def val_summary(val_scores: pd.DataFrame, dupnet_threshold, methods=METHODS) -> dict:
     """Per method: the chosen threshold and the validation figures it gives."""
     y = val_scores.is_dup.to_numpy(bool)
     out = {}
-    for m in METHODS:
+    for m in methods:
         s = val_scores[m].to_numpy(float)
         thr, j = youden_threshold(y, s)
         if m == "dupnet" and dupnet_threshold != "val":
@@ -121,12 +137,14 @@ def method_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict:
     two = 0 < y.sum() < len(y)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
+    top = np.argsort(-s, kind="stable")[:TOP]  # the most confident duplicate calls
     return {
         "roc_auc": float(roc_auc_score(y, s)) if two else None,
         "average_precision": float(average_precision_score(y, s)) if two else None,
         "accuracy": float((pred == y).mean()) if len(y) else None,
         "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        f"precision_at_{TOP}": float(y[top].mean()) if len(y) else None,
         "threshold": float(thr), "errors": fp + fn,
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
@@ -145,7 +163,7 @@ def overlap_counts(scored: pd.DataFrame) -> dict:
 def verdict(methods: dict) -> dict:
     """Per headline figure: does DupNet strictly beat every baseline (None when undefined)?"""
     out = {}
-    for key in ("roc_auc", "accuracy"):
+    for key in ("roc_auc", "accuracy", "f1"):
         mine = methods["dupnet"][key]
         others = [v[key] for m, v in methods.items() if m != "dupnet"]
         out[key] = None if mine is None or None in others else bool(all(mine > o for o in others))
@@ -164,7 +182,7 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
         "n_informative": pa.array(scored.n_informative.astype(np.int8), pa.int8()),
         "decidable": pa.array(scored.decidable.astype(bool), pa.bool_()),
     }
-    for m in METHODS:
+    for m in thresholds:
         s = scored[m].to_numpy(np.float32)
         undecided = np.isnan(s)
         cols[m] = pa.array(s, pa.float32(), mask=undecided)
@@ -175,18 +193,19 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
 # ---------------------------------------------------------------- the rule
 
 def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
-    """(image_id, tile) -> bmh, bmh96, solid of the truth's images only: memory follows the
-    truth file, not the whole dataset (1.7 million tiles for Airbus)."""
+    """(image_id, tile) -> bmh, bmh96, solid, dominant of the truth's images only: memory follows
+    the truth file, not the whole dataset (1.7 million tiles for Airbus)."""
     wanted = pa.array(sorted(image_ids), pa.string())
     sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
-    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s)}
-            for i, t, b, b96, s in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid)}
+    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s), "dominant": np.frombuffer(d, np.uint8)}
+            for i, t, b, b96, s, d in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid, sub.dominant)}
 
 
 def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, val_path, tiles_paths,
-             rejects_path, out_dir, batch_size: int = 64, device: str = "auto",
+             rejects_path, out_dir, layout_path=None, batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
-             val_augment: dict | None = None,
+             val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
+             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
              gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128) -> dict:
     """Score dup_truth (if any); write scores.parquet, metrics.json, report.html, errors.csv, roc.png, pr.png.
 
@@ -202,8 +221,9 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
         except (TypeError, ValueError):
             raise TiledupError(f"evaluate.dupnet_threshold must be a number or 'val', "
                                f"got {dupnet_threshold!r}") from None
+    evidence = check_evidence(evidence)
     out_dir = Path(out_dir)
-    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid"], "tile table")
+    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"], "tile table")
     accepted = set(pc.unique(tiles["image_id"]).to_pylist())
     rejects = read_summary(rejects_path, len(accepted))
     if truth_path:
@@ -217,25 +237,31 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     cache = ChipCache(images_dir)
 
     val_scores = validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed,
-                                   val_augment)
-    val_info = val_summary(val_scores, dupnet_threshold)
-    thresholds = {m: val_info[m]["threshold"] for m in METHODS}
+                                   val_augment, val_another_time, val_repeats)
+    tree = combined.fit_tree(val_scores, depth=tree_depth, min_leaf=tree_min_leaf, seed=val_seed)
+    val_scores[combined.NAME] = combined.tree_scores(tree, val_scores)
+    methods = (*METHODS, combined.NAME)
+    val_info = val_summary(val_scores, dupnet_threshold, methods)
+    thresholds = {m: val_info[m]["threshold"] for m in methods}
     log.info("thresholds from %d validation pairs: %s", len(val_scores), thresholds)
 
     # truth: expand, score informative tile pairs, take the worst pair per overlap
     tiles_table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     solid = {k: v["solid"] for k, v in tiles_table.items()}
+    dominant = {k: v["dominant"] for k, v in tiles_table.items()}
     decodes_before = cache.decodes
     if len(overlaps):
-        pairs = expand(overlaps, solid)
+        pairs = expand(overlaps, solid, dominant, evidence["colour_levels"])
         with Progress("truth tile pairs", int(pairs.informative.sum()), "tile pairs", log=log) as progress:
-            scored = aggregate(overlaps, pairs, score_pairs(pairs, tiles_table, cache, model, batch_size,
-                                                            progress))
-        log.info("%d overlaps, %d tile pairs (%d informative), %d chips decoded for %d images",
-                 len(overlaps), len(pairs), int(pairs.informative.sum()), cache.decodes - decodes_before,
-                 len(set(overlaps.img1) | set(overlaps.img2)))
+            evidence_pairs = score_pairs(pairs, tiles_table, cache, model, batch_size, evidence, progress)
+        tree_col = combined.tree_scores(tree, evidence_pairs)
+        evidence_pairs[combined.NAME] = np.where(evidence_pairs.evidence == NOT_DUP, 0.0, tree_col)
+        scored = aggregate(overlaps, pairs, evidence_pairs)
+        log.info("%d overlaps, %d tile pairs (%d evidence: %s), %d chips decoded for %d images",
+                 len(overlaps), len(pairs), len(evidence_pairs), evidence_pairs.evidence.value_counts().to_dict(),
+                 cache.decodes - decodes_before, len(set(overlaps.img1) | set(overlaps.img2)))
     else:
-        scored = _empty_scored(overlaps)
+        scored = _empty_scored(overlaps, methods)
     write_parquet(scores_table(scored, thresholds), out_dir / "scores.parquet")
 
     decided = scored[scored.decidable]
@@ -255,11 +281,14 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
                           + ("same" if dupnet_threshold == "val" else f"fixed {dupnet_threshold}") + ")",
         "validation": {"n_pairs": int(len(val_scores)), "n_dup": int(val_scores.is_dup.sum()),
                        "methods": val_info},
-        "methods": ({m: method_metrics(y, decided[m].to_numpy(float), thresholds[m]) for m in METHODS}
+        "tree": combined.describe(tree),
+        "methods": ({m: method_metrics(y, decided[m].to_numpy(float), thresholds[m]) for m in methods}
                     if len(decided) else {}),
     }
     if metrics["methods"]:
         metrics["dupnet_beats_every_baseline"] = verdict(metrics["methods"])
+    if layout_path and len(scored):
+        metrics["by_kind"] = kind_breakdown(scored, read_kinds(layout_path), thresholds)
     if not truth_path:
         metrics["note"] = NO_TRUTH
     for rec in metrics["undecidable"]:
@@ -270,8 +299,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     return metrics
 
 
-def _empty_scored(overlaps: pd.DataFrame) -> pd.DataFrame:
+def _empty_scored(overlaps: pd.DataFrame, methods) -> pd.DataFrame:
     out = overlaps.assign(n_tile_pairs=0, n_informative=0, decidable=False)
-    for m in METHODS:
+    for m in methods:
         out[m] = np.zeros(0, np.float32)
     return out

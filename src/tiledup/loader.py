@@ -1,5 +1,11 @@
 """Tile pairs for DupNet: a torch Dataset over a dataset table, and its seeded DataLoader.
 
+A share of the non-duplicate rows (tile i, tile j) becomes "same place,
+another time": (tile i, tile i changed with tile j as donor), see
+tiledup.another_time; labels and class balance stay as the table has them.
+Then both classes get the same photometric / JPEG augmentation and shared
+flip / rotation (tiledup.augment), so none of it is a label shortcut.
+
 Randomness is keyed by (seed, stream, epoch, row) rather than drawn from a
 per-worker stream: no two workers can repeat a stream, and the augmented
 pairs do not depend on the number of workers or on which worker loads which
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .another_time import another_time
 from .augment import augment_pair
 from .errors import TiledupError
 from .images import cut_tiles, read_chip
@@ -51,17 +58,32 @@ def check_images(pairs: dict[str, np.ndarray], images_dir: str | Path, path: str
             raise TiledupError(f"{path}: image {image_id} is not in the images folder {images_dir}")
 
 
+def training_pair(t1: np.ndarray, t2: np.ndarray, is_dup: bool, rng: np.random.Generator,
+                  augment: dict | None, retime: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """One table row's tile pair as DupNet sees it: maybe "another time", then augmented.
+
+    retime = the `another_time` options (None or share 0: the row as it is); augment = the
+    `augment` options (None: no augmentation). Shared by training and the evaluation's
+    validation pairs.
+    """
+    if retime and not is_dup and rng.random() < retime["share"]:
+        t2 = another_time(t1, t2, rng, **retime)
+    if augment is not None:
+        t1, t2 = augment_pair(t1, t2, rng, **augment)
+    return t1, t2
+
+
 class PairDataset(Dataset):
     """Row i -> (uint8 (6, 256, 256) tensor: tile1 RGB then tile2 RGB after augmentation, float label)."""
 
     def __init__(self, pairs: dict[str, np.ndarray], images_dir: str | Path, *, seed: int,
-                 stream: int, augment: dict | None):
+                 stream: int, augment: dict | None, another_time: dict | None = None):
         self.image_ids = pairs["image_id"]
         self.tile1 = pairs["tile1"].astype(np.int64)
         self.tile2 = pairs["tile2"].astype(np.int64)
         self.labels = pairs["is_dup"].astype(np.float32)
         self.images_dir = Path(images_dir)
-        self.seed, self.stream, self.augment = seed, stream, augment
+        self.seed, self.stream, self.augment, self.another_time = seed, stream, augment, another_time
         self.epoch = 0  # for direct indexing; the loader passes the epoch with each key
 
     def __len__(self) -> int:
@@ -72,11 +94,9 @@ class PairDataset(Dataset):
         # Both tiles come from one decode of the chip (~1.2 ms per 768 x 768 chip).
         tiles = cut_tiles(read_chip(self.images_dir / self.image_ids[i]))
         t1, t2 = tiles[self.tile1[i]], tiles[self.tile2[i]]
-        if self.augment is not None:
-            epoch = self.epoch if epoch is None else epoch
-            rng = np.random.default_rng([self.seed, self.stream, epoch, i])
-            t1, t2 = augment_pair(t1, t2, rng, **self.augment)
-        return t1, t2
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, self.stream, epoch, i])
+        return training_pair(t1, t2, bool(self.labels[i]), rng, self.augment, self.another_time)
 
     def __getitem__(self, key):
         """key = row index, or (epoch, row) as the EpochSampler yields."""

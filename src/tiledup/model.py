@@ -19,7 +19,8 @@ from torch import nn
 from .errors import TiledupError
 
 # Model shape defaults (config `train.model`); a checkpoint carries its own copy.
-MODEL_DEFAULTS = {"width": 16, "depth": 3, "stem": 4, "max_width": 256, "normalize": "tile"}
+MODEL_DEFAULTS = {"width": 16, "depth": 3, "stem": 4, "max_width": 256, "normalize": "tile",
+                  "residual": True, "fine": 0}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -52,19 +53,25 @@ class DupNet(nn.Module):
     """Logit of P(same place, same time) for a 6-channel tile pair (N, 6, H, W), uint8 scale."""
 
     def __init__(self, width: int = 16, depth: int = 3, stem: int = 4, max_width: int = 256,
-                 normalize: str = "tile"):
+                 normalize: str = "tile", residual: bool = False, fine: int = 0):
         super().__init__()
-        if width < 1 or depth < 0 or stem < 1 or max_width < width or normalize not in ("tile", "fixed"):
+        if (width < 1 or depth < 0 or stem < 1 or max_width < width or normalize not in ("tile", "fixed")
+                or fine < 0):
             raise TiledupError(f"train.model: invalid shape width={width} depth={depth} stem={stem} "
-                               f"max_width={max_width} normalize={normalize!r}")
+                               f"max_width={max_width} normalize={normalize!r} fine={fine}")
         self.config = {"width": width, "depth": depth, "stem": stem, "max_width": max_width,
-                       "normalize": normalize}
-        # (N, 6, 256, 256) -> (N, w, 256/stem, 256/stem): non-overlapping stem x stem patches
-        layers = [_conv_bn(6, width, stem, stem) if stem > 1 else _conv_bn(6, width, 3, 1)]
-        c = width
-        for _ in range(depth):
-            # (N, c, s, s) -> (N, c', s/2, s/2), c' = min(2c, max_width); then one more 3x3 at s/2
-            c_out = min(2 * c, max_width)
+                       "normalize": normalize, "residual": bool(residual), "fine": fine}
+        c_in = 9 if residual else 6  # the residual tile1 - tile2 (after normalisation) as 3 more channels
+        # (N, c_in, 256, 256) -> (N, w, 256/stem, 256/stem): non-overlapping stem x stem patches
+        self.stem = _conv_bn(c_in, width, stem, stem) if stem > 1 else _conv_bn(c_in, width, 3, 1)
+        # fine: two 3 x 3 convolutions of the residual at full resolution, pooled (mean and max) to the
+        # stem's grid: texture differences finer than a stem patch, before any averaging
+        self.fine = nn.Sequential(_conv_bn(3, fine, 3, 1), _conv_bn(fine, fine, 3, 1)) if fine else None
+        layers = []
+        c = width + 2 * fine
+        for k in range(depth):
+            # (N, c, s, s) -> (N, c', s/2, s/2), c' = min(width * 2^(k+1), max_width); one more 3x3 at s/2
+            c_out = min(width * 2 ** (k + 1), max_width)
             layers += [_conv_bn(c, c_out, 3, 2), _conv_bn(c_out, c_out, 3, 1)]
             c = c_out
         self.features = nn.Sequential(*layers)
@@ -85,7 +92,13 @@ class DupNet(nn.Module):
             stats = torch.cat([mean.flatten(1) / 127.5 - 1.0, torch.log1p(std.flatten(1)) / 4], 1)  # (N, 12)
         else:
             x = x / 127.5 - 1.0  # uint8 scale -> [-1, 1]
-        f = self.features(x)  # (N, c, s', s')
+        residual = x[:, :3] - x[:, 3:]  # (N, 3, H, W): zero where the aligned tiles agree
+        f = self.stem(torch.cat([x, residual], 1) if self.config["residual"] else x)  # (N, w, H/stem, W/stem)
+        if self.fine is not None:
+            r = self.fine(residual)  # (N, fine, H, W)
+            k = self.config["stem"]
+            f = torch.cat([f, nn.functional.avg_pool2d(r, k), nn.functional.max_pool2d(r, k)], 1)
+        f = self.features(f)  # (N, c, s', s')
         f = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)  # (N, 2c)
         if stats is not None:
             f = torch.cat([f, stats], dim=1)  # (N, 2c + 12)
@@ -101,7 +114,7 @@ def save_dupnet(model: DupNet, path: str | Path) -> None:
     """The model file: its shape config + weights (no optimiser state; see train.py for that)."""
     from .io import atomic_path
 
-    state = {"format": "dupnet/1", "config": model.config,
+    state = {"format": "dupnet/2", "config": model.config,
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -115,7 +128,7 @@ def load_dupnet(path: str | Path, device: str | torch.device = "auto") -> DupNet
         raise TiledupError(f"{path}: model file not found") from None
     except Exception as e:
         raise TiledupError(f"{path}: not a readable DupNet model ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != "dupnet/1":
+    if not isinstance(state, dict) or state.get("format") != "dupnet/2":
         raise TiledupError(f"{path}: not a DupNet model file (format {state.get('format') if isinstance(state, dict) else None!r})")
     model = DupNet(**state["config"])
     try:

@@ -298,7 +298,7 @@ def counts_sentence(counts: dict) -> str:
 
     a, d, u = counts["all"], counts["decidable"], counts["undecidable"]
     return (f"{a['overlaps']:,} labelled overlaps ({part(a)}) = <b>{d['overlaps']:,} decidable</b> ({part(d)}) "
-            f"+ <b>{u['overlaps']:,} undecidable</b> ({part(u)}; every tile pair solid on both sides, "
+            f"+ <b>{u['overlaps']:,} undecidable</b> ({part(u)}; no tile pair is evidence either way, "
             "so not scored)")
 
 
@@ -351,15 +351,19 @@ def metrics_section(data: ReportData) -> Section | None:
 def scoring_section(data: ReportData) -> Section:
     val = data.metrics["validation"]
     return ("scoring", "How overlaps were scored",
-            "<p>Each overlap is expanded to its tile pairs (1 to 9); pairs solid on both sides carry no "
-            "evidence. Overlap score = the minimum over its informative tile pairs (an overlap is a "
+            "<p>Each overlap is expanded to its tile pairs (1 to 9). A pair of textured tiles is scored by "
+            "every method; a pair with a solid side (cloud, no-data, border band) is settled by one rule for "
+            "every method: two clearly different solid colours, or texture that no colour offset plus "
+            "clipping explains, is evidence of \"not duplicate\" (score 0); anything else is no evidence. "
+            "Overlap score = the minimum over its evidence pairs (an overlap is a "
             "duplicate only if every tile pair is). Every baseline is a similarity (1 = identical). "
             f"Thresholds were chosen on {val['n_pairs']:,} validation tile pairs ({val['n_dup']:,} "
             f"duplicates), never on the truth: {html.escape(data.metrics['threshold_rule'])}.</p>"
             '<p class="note">Limitation: validation pairs are tile i vs tile i of one chip (duplicate) and '
-            "tile i vs tile j (different places), both augmented as in training (JPEG re-encode, HLS "
-            "shift, colour offset). Same place at another time, the truth file's hard negatives, never "
-            "occurs there, so thresholds tuned on it favour methods that separate places, not times.</p>")
+            "tile i vs tile j (different places) or vs tile i changed locally or in texture (a synthetic "
+            "stand-in for another time), all augmented as in training (JPEG re-encode, HLS shift, colour "
+            "offset). Real same-place-other-time pairs, the truth file's hard negatives, never occur there; "
+            "the thresholds and the combined tree are fitted on these stand-ins.</p>")
 
 
 def curves_section(data: ReportData) -> Section | None:
@@ -379,6 +383,29 @@ def confusion_section(data: ReportData) -> Section | None:
                    f"<tr><th>dup</th><td>{c['tp']}</td><td>{c['fn']}</td></tr>"
                    f"<tr><th>not dup</th><td>{c['fp']}</td><td>{c['tn']}</td></tr></table></div>")
     return "confusion", "Confusion matrices", "".join(out)
+
+
+def kinds_section(data: ReportData) -> Section | None:
+    """Errors by kind of overlap (scene kind from the demo layout; same time or not)."""
+    by_kind = data.metrics.get("by_kind")
+    if not by_kind:
+        return None
+    others = [m for m in data.methods if m != "dupnet"]
+    head = ("<tr><th>kind</th><th>overlaps</th><th>same time</th><th>other time</th><th>undecidable</th>"
+            "<th>DupNet accuracy</th><th>DupNet false dup</th><th>DupNet false non-dup</th>"
+            + "".join(f"<th>{html.escape(m)} errors</th>" for m in others) + "</tr>")
+    rows = []
+    for kind, k in by_kind.items():
+        d = k["methods"]["dupnet"]
+        acc = "n/a" if d["accuracy"] is None else f"{d['accuracy']:.4f}"
+        rows.append(f"<tr><td>{html.escape(kind)}</td><td>{k['n_overlaps']:,}</td><td>{k['n_same_time']:,}</td>"
+                    f"<td>{k['n_other_time']:,}</td><td>{k['n_undecidable']:,}</td><td>{acc}</td>"
+                    f"<td>{d['false_dup']}</td><td>{d['false_nondup']}</td>"
+                    + "".join(f"<td>{k['methods'][m]['errors']}</td>" for m in others) + "</tr>")
+    return ("kinds", "Errors by kind of overlap",
+            "<p>Scene kind from the demo layout; same time = duplicate (an error there is a missed "
+            "duplicate), other time = not (an error there is a false duplicate). Decidable overlaps only, "
+            f"undecidable ones counted apart.</p><table>{head}{''.join(rows)}</table>")
 
 
 def _cards(data: ReportData, rows: pd.DataFrame, what: str, label) -> list[str]:
@@ -427,8 +454,8 @@ def undecidable_section(data: ReportData) -> Section | None:
                    f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in und)
     c = data.metrics["counts"]["undecidable"]
     return ("undecidable", f"Undecidable overlaps ({len(und):,})",
-            "<p>Every tile pair of these overlaps is solid on both sides (one colour up to JPEG noise: "
-            "cloud, no-data, border band), so no method has evidence and none is scored: "
+            "<p>No tile pair of these overlaps is evidence either way (solid tiles of one colour on both "
+            "sides, or texture within the clipping band of a solid colour), so none is scored: "
             f"{c['dup']:,} duplicates and {c['nondup']:,} not by the truth. They are left out of every "
             "figure above.</p>"
             + collapsible(f"Show the {len(und):,} overlaps",
@@ -474,6 +501,7 @@ SECTIONS: list[Callable[[ReportData], Section | None]] = [
     scoring_section,
     curves_section,
     confusion_section,
+    kinds_section,
     errors_section,
     correct_section,
     undecidable_section,

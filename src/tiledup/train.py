@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .another_time import check_another_time
 from .augment import check_augment
 from .errors import TiledupError
 from .io import atomic_path, atomic_paths, write_text
@@ -59,7 +60,8 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
           device: str = "auto", epochs: int = 5, batch_size: int = 32, eval_batch_size: int = 64,
           lr: float = 0.002, weight_decay: float = 0.0001, early_stop: int = 2,
           plateau_patience: int = 1, plateau_factor: float = 0.5, min_lr: float = 1e-5,
-          model: dict | None = None, augment: dict | None = None) -> dict:
+          model: dict | None = None, augment: dict | None = None,
+          another_time: dict | None = None) -> dict:
     """Train DupNet on the train table, select by the val table; returns the best epoch's history row.
 
     Keywords = the `train` config block; `workers` = DataLoader processes (and CPU threads).
@@ -70,6 +72,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
         raise TiledupError(f"train.model: unknown key(s) {sorted(unknown_model)}; known: {sorted(MODEL_DEFAULTS)}")
     model_cfg = {**MODEL_DEFAULTS, **(model or {})}
     augment_cfg = check_augment(augment or {})
+    retime_cfg = check_another_time(another_time)
     for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
                             ("eval_batch_size", eval_batch_size, 1), ("early_stop", early_stop, 0)):
         if not isinstance(value, int) or value < lo:
@@ -90,7 +93,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     torch.backends.cudnn.deterministic = True
     signature = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                  "plateau_patience": plateau_patience, "plateau_factor": plateau_factor,
-                 "min_lr": min_lr, "model": model_cfg, "augment": augment_cfg,
+                 "min_lr": min_lr, "model": model_cfg, "augment": augment_cfg, "another_time": retime_cfg,
                  "train_table": _digest(tr), "val_table": _digest(va)}
 
     torch.manual_seed(seed)
@@ -109,8 +112,10 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
             state = ckpt["state"]
             log.info("resuming from %s after epoch %d", ckpt_path, len(state["history"]))
 
-    train_set = PairDataset(tr, images_dir, seed=seed, stream=TRAIN_STREAM, augment=augment_cfg)
-    val_set = PairDataset(va, images_dir, seed=seed, stream=VAL_STREAM, augment=augment_cfg)
+    train_set = PairDataset(tr, images_dir, seed=seed, stream=TRAIN_STREAM, augment=augment_cfg,
+                            another_time=retime_cfg)
+    val_set = PairDataset(va, images_dir, seed=seed, stream=VAL_STREAM, augment=augment_cfg,
+                          another_time=retime_cfg)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     pin = dev.type == "cuda"
     log.info("DupNet %s on %s: %d training pairs (%d duplicates), %d validation pairs, %d workers",

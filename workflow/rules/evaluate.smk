@@ -4,6 +4,7 @@ rule evaluate:
         val=f"{RESULTS}/dataset/val.parquet",
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
         rejects=REJECTS,
+        layout=LAYOUT or [],
         **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
@@ -17,6 +18,7 @@ rule evaluate:
         truth=TRUTH,
         overlaps=optional_input("overlaps"),
         skipped=optional_input("skipped"),
+        layout=optional_input("layout"),
         out_dir=output_dir("metrics"),
         options=options("evaluate"),
     threads: 2
@@ -30,5 +32,5 @@ rule evaluate:
         "tiledup evaluate --truth={params.truth:q} --overlaps={params.overlaps}"
         " --skipped={params.skipped} --images {params.images:q}"
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
-        " --rejects {input.rejects} --out-dir {params.out_dir}"
+        " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --options {params.options:q} > {log} 2>&1"

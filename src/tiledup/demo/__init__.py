@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 _GEO, _PASS, _CHIPS, _IDS = 0, 1, 1000, 2 ** 31 - 1
 
 LAYOUT_SCHEMA = pa.schema([("image_id", pa.string()), ("scene", pa.int32()), ("pass", pa.int32()),
-                           ("row", pa.int32()), ("col", pa.int32())])
+                           ("row", pa.int32()), ("col", pa.int32()), ("kind", pa.string())])
+
+
+def scene_kind(dark: bool, coast: bool, overcast: bool) -> str:
+    """The layout's `kind` of a scene, e.g. "dark sea", "bright water + coast", "overcast bright water"."""
+    return ("overcast " if overcast else "") + ("dark sea" if dark else "bright water") + (" + coast" if coast else "")
 
 
 def _check(name: str, value, kind: type, lo=None, hi=None):
@@ -181,7 +186,8 @@ def generate(images_dir, truth_path, layout_path, *, seed: int = 0, scenes: int 
         else:
             for job in jobs:
                 _render_scene(job)
-        table = pa.table(list(zip(*layout)), schema=LAYOUT_SCHEMA)
+        kinds = [scene_kind(rec[1] in dark, rec[1] in coast, rec[1] in overcast) for rec in layout]
+        table = pa.table([*zip(*layout), kinds], schema=LAYOUT_SCHEMA)
         lines = truth_lines(layout)
         write_parquet(table, layout_path)
         write_text("".join(f"{line}\n" for line in lines), truth_path)

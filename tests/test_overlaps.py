@@ -1,0 +1,130 @@
+"""The evidence rule of tiledup.overlaps: which tile pairs count, and for which side.
+
+Each kind of pair with a solid side is built from real JPEG round trips (the
+noise a chip carries) and must give the outcome the rule states; a real
+non-duplicate among the reference chips, equal except for a small object on
+one flat tile, must be decided.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tiledup.augment import jpeg_roundtrip
+from tiledup.errors import TiledupError
+from tiledup.grid import TILE, tag_tile_pairs
+from tiledup.hashing import hash_chip
+from tiledup.images import cut_tiles, read_chip
+from tiledup.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
+                              aggregate, check_evidence, expand, score_pairs, solid_evidence)
+
+RNG = np.random.default_rng(7)
+
+
+def _jpeg(x) -> np.ndarray:
+    return jpeg_roundtrip(np.clip(np.rint(x), 0, 255).astype(np.uint8), 95)
+
+
+def _flat(colour) -> np.ndarray:
+    return _jpeg(np.broadcast_to(np.asarray(colour, np.float32), (TILE, TILE, 3)))
+
+
+def _waves(level, amplitude) -> np.ndarray:
+    """Near-flat sea: a base colour plus smooth texture of the given amplitude (levels)."""
+    y, x = np.mgrid[0:TILE, 0:TILE]
+    tex = np.sin(x / 3.1 + 2 * np.sin(y / 17.0)) * np.cos(y / 4.3)
+    return np.asarray(level, np.float32) + amplitude * tex[..., None] * np.array([0.8, 1.0, 1.4])
+
+
+def _outcome(t1, s1, t2, s2):
+    return solid_evidence(t1, s1, t2, s2)
+
+
+# ---------------------------------------------------------------- each kind of pair with a solid side
+
+def test_two_solid_tiles_of_one_colour_are_no_evidence():
+    assert _outcome(_flat((1, 1, 1)), True, _flat((1, 1, 1)), True) == NO_EVIDENCE
+    assert _outcome(_flat((255, 255, 255)), True, _flat((252, 253, 255)), True) == NO_EVIDENCE
+    # a radiometric offset between two chips of one acquisition is still one colour
+    assert _outcome(_flat((18, 52, 128)), True, _flat((26, 60, 134)), True) == NO_EVIDENCE
+
+
+@pytest.mark.parametrize("c1, c2", [((0, 0, 0), (255, 255, 255)), ((18, 52, 128), (0, 0, 0)),
+                                    ((255, 255, 255), (18, 52, 128)), ((90, 110, 100), (200, 200, 200))])
+def test_two_solid_tiles_of_clearly_different_colours_are_not_duplicates(c1, c2):
+    assert _outcome(_flat(c1), True, _flat(c2), True) == NOT_DUP
+    pairs = expand(pd.DataFrame({"img1": ["a"], "img2": ["b"], "tag": ["88"]}),
+                   {("a", 8): True, ("b", 0): True}, {("a", 8): np.array(c1), ("b", 0): np.array(c2)})
+    assert list(pairs.evidence) == [NOT_DUP]  # decided from the tile table alone
+
+
+@pytest.mark.parametrize("solid", [(1, 1, 1), (255, 255, 255), (18, 52, 128), (100, 118, 96)])
+def test_solid_against_textured_is_not_duplicate(solid):
+    """A cloud came or went: a flat tile against sea with waves of 12 levels, at a mid level."""
+    textured = _jpeg(_waves((100, 118, 96), 12))
+    assert _outcome(_flat(solid), True, textured, False) == NOT_DUP
+    assert _outcome(textured, False, _flat(solid), True) == NOT_DUP  # either order
+
+
+def test_texture_within_the_clipping_band_is_no_evidence():
+    """Near-black sea against clipped black, also when that sea was lifted by an offset, and
+    faint cloud texture against saturated white: an offset plus clipping explains the difference."""
+    black = _flat((0, 0, 0))
+    assert _outcome(black, True, _jpeg(_waves((3, 4, 6), 4)), False) == NO_EVIDENCE
+    assert _outcome(black, True, _jpeg(_waves((22, 6, 28), 5)), False) == NO_EVIDENCE  # an HLS-shifted chip
+    assert _outcome(_flat((255, 255, 255)), True, _jpeg(_waves((246, 246, 248), 4)), False) == NO_EVIDENCE
+
+
+def test_a_small_object_on_one_flat_tile_is_not_duplicate():
+    """Two flat tiles of one colour, one of them with a ship of 8 x 3 pixels: not the same time."""
+    ship = np.full((TILE, TILE, 3), 1.0, np.float32)
+    ship[100:103, 60:68] = 70
+    with_ship = _jpeg(ship)
+    assert _outcome(_flat((1, 1, 1)), True, with_ship, True) == NOT_DUP
+    assert _outcome(with_ship, True, with_ship, True) == NO_EVIDENCE  # the same ship on both: nothing to say
+
+
+def test_evidence_options_are_checked():
+    assert check_evidence(None) == EVIDENCE_DEFAULTS
+    with pytest.raises(TiledupError, match="unknown key"):
+        check_evidence({"clip": 3})
+    with pytest.raises(TiledupError, match="min_pixels"):
+        check_evidence({"min_pixels": 0})
+
+
+def test_expand_marks_each_kind():
+    solid = {("x", t): t in (0, 1, 2) for t in range(9)} | {("y", t): t in (0, 1) for t in range(9)}
+    dominant = {k: np.array((0, 0, 0)) for k in solid} | {("y", 1): np.array((255, 255, 255))}
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, dominant)
+    assert list(pairs.evidence) == [SOLID, NOT_DUP, SOLID] + [TEXTURE] * 6
+    assert pairs.informative.all()
+
+
+# ---------------------------------------------------------------- a real non-duplicate
+
+def test_real_non_duplicate_with_one_small_change_is_decided(shared_data):
+    """73fec0637 and 9a2f9d347 overlap fully (tag 08): 8 tile pairs are equal and solid black;
+    tile 1 of 9a2f9d347 holds a small bright object (976 unequal values) that 73fec0637 lacks.
+    Every pair is solid on both sides, so the old rule left the overlap undecidable."""
+    ids = ["73fec0637.jpg", "9a2f9d347.jpg"]
+    chips = {i: read_chip(shared_data / "airbus_samples" / i) for i in ids}
+    table = {}
+    for i, chip in chips.items():
+        h = hash_chip(chip, cut_tiles(chip))
+        for t in range(9):
+            table[(i, t)] = {"bmh": h["bmh"][t].tobytes(), "bmh96": h["bmh96"][t].tobytes(),
+                             "solid": bool(h["solid"][t]), "dominant": h["dominant"][t]}
+    assert all(v["solid"] for v in table.values())
+    unequal = [int((cut_tiles(chips[ids[0]])[t] != cut_tiles(chips[ids[1]])[u]).sum())
+               for t, u in tag_tile_pairs("08")]
+    assert unequal == [0, 976, 196, 0, 0, 0, 0, 0, 0]
+
+    overlaps = pd.DataFrame({"img1": [ids[0]], "img2": [ids[1]], "tag": ["08"]})
+    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()},
+                   {k: v["dominant"] for k, v in table.items()})
+    cache = ChipCache(shared_data / "airbus_samples")
+    scored = score_pairs(pairs, table, cache, model=None, batch_size=8)  # no textured pair: DupNet not needed
+    assert list(scored.evidence) == [NOT_DUP] and (scored.tile1 == 1).all()
+    out = aggregate(overlaps, pairs, scored)
+    assert out.decidable[0] and all(out[m][0] == 0 for m in METHODS)
+    assert cache.chips == {}  # every announced use was taken
