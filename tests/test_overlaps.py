@@ -13,7 +13,7 @@ import pytest
 from tiledup.augment import jpeg_roundtrip
 from tiledup.errors import TiledupError
 from tiledup.grid import TILE, tag_tile_pairs
-from tiledup.hashing import hash_chip
+from tiledup.hashing import hash_tiles
 from tiledup.images import cut_tiles, read_chip
 from tiledup.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
                               aggregate, check_evidence, expand, score_pairs, solid_evidence)
@@ -102,15 +102,15 @@ def test_expand_marks_each_kind():
 
 # ---------------------------------------------------------------- a real non-duplicate
 
-def test_real_non_duplicate_with_one_small_change_is_decided(shared_data):
+def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
     """73fec0637 and 9a2f9d347 overlap fully (tag 08): 8 tile pairs are equal and solid black;
     tile 1 of 9a2f9d347 holds a small bright object (976 unequal values) that 73fec0637 lacks.
     Every pair is solid on both sides, so the old rule left the overlap undecidable."""
     ids = ["73fec0637.jpg", "9a2f9d347.jpg"]
-    chips = {i: read_chip(shared_data / "airbus_samples" / i) for i in ids}
+    chips = {i: read_chip(real_data / "airbus_samples" / i) for i in ids}
     table = {}
     for i, chip in chips.items():
-        h = hash_chip(chip, cut_tiles(chip))
+        h = hash_tiles(cut_tiles(chip))
         for t in range(9):
             table[(i, t)] = {"bmh": h["bmh"][t].tobytes(), "bmh96": h["bmh96"][t].tobytes(),
                              "solid": bool(h["solid"][t]), "dominant": h["dominant"][t]}
@@ -122,7 +122,7 @@ def test_real_non_duplicate_with_one_small_change_is_decided(shared_data):
     overlaps = pd.DataFrame({"img1": [ids[0]], "img2": [ids[1]], "tag": ["08"]})
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()},
                    {k: v["dominant"] for k, v in table.items()})
-    cache = ChipCache(shared_data / "airbus_samples")
+    cache = ChipCache(real_data / "airbus_samples")
     scored = score_pairs(pairs, table, cache, model=None, batch_size=8)  # no textured pair: DupNet not needed
     assert list(scored.evidence) == [NOT_DUP] and (scored.tile1 == 1).all()
     out = aggregate(overlaps, pairs, scored)

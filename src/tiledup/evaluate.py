@@ -40,8 +40,8 @@ from .errors import TiledupError
 from .kinds import kind_breakdown, read_kinds
 from .io import read_parquets, read_table, write_json, write_parquet
 from .loader import training_pair
-from .overlaps import (METHODS, NOT_DUP, ChipCache, PairScorer, aggregate, check_evidence, expand, score_pairs,
-                       tile_hashes)
+from .overlaps import (METHODS, NOT_DUP, TEXTURE, ChipCache, PairScorer, aggregate, check_evidence, expand,
+                       score_pairs, tile_hashes)
 from .progress import Progress
 from .rejects import read_summary
 from .truth import COLUMNS as TRUTH_COLUMNS, read_checked
@@ -252,7 +252,7 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     decodes_before = cache.decodes
     if len(overlaps):
         pairs = expand(overlaps, solid, dominant, evidence["colour_levels"])
-        with Progress("truth tile pairs", int(pairs.informative.sum()), "tile pairs", log=log) as progress:
+        with Progress("truth tile pairs", int((pairs.evidence == TEXTURE).sum()), "tile pairs", log=log) as progress:
             evidence_pairs = score_pairs(pairs, tiles_table, cache, model, batch_size, evidence, progress)
         tree_col = combined.tree_scores(tree, evidence_pairs)
         evidence_pairs[combined.NAME] = np.where(evidence_pairs.evidence == NOT_DUP, 0.0, tree_col)
