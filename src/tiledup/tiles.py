@@ -26,6 +26,9 @@ from .manifest import read_list
 
 log = logging.getLogger(__name__)
 
+# The tile table's pixel-digest column; readers name it through this constant only.
+DIGEST = "md5"
+
 TILE_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("tile", pa.int8()),
