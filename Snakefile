@@ -15,6 +15,7 @@ include: "workflow/rules/tiles.smk"
 include: "workflow/rules/pairs.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/discovery.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -151,12 +151,13 @@ def test_youden_threshold():
 
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
-    from tiledup.evaluate import _tile_lookup, _tile_tables
+    from tiledup.evaluate import _tile_tables
+    from tiledup.overlaps import tile_lookup
     from tiledup.truth import read_truth
 
     tiles, rejected = _tile_tables(paths["tiles_paths"], paths["rejects_paths"])
     overlaps, _ = read_truth(paths["truth_path"], set(tiles["image_id"].to_pylist()), rejected)
-    table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
+    table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
     scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)

@@ -80,9 +80,40 @@ def cmd_train(a, opts):
 def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
+    discovery = {"candidates_path": a.candidates, "overlaps_path": a.overlaps, "groups_path": a.groups,
+                 "conflicts_path": a.conflicts}
+    given = [k for k, v in discovery.items() if v]
+    if given and len(given) < len(discovery):
+        raise TiledupError("evaluate: give all of --candidates, --overlaps, --groups, --conflicts or none")
     _call(evaluate, "evaluate", opts, truth_path=a.truth or None, images_dir=a.images,
           model_path=a.model, val_path=a.val, tiles_paths=a.tiles, rejects_paths=a.rejects,
-          out_dir=a.out_dir)
+          out_dir=a.out_dir, discovery_paths=discovery if given else None, layout_path=a.layout or None)
+
+
+def cmd_candidates(a, opts):
+    from .candidates import find_candidates
+
+    _call(find_candidates, "candidates", opts, tiles_paths=a.tiles, out_path=a.out)
+
+
+def cmd_verify(a, opts):
+    from .verify import verify
+
+    _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
+          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth)
+
+
+def cmd_groups(a, opts):
+    from .groups import groups_rule
+
+    _call(groups_rule, "groups", opts, overlaps_path=a.overlaps, tiles_paths=a.tiles, groups_path=a.out,
+          split_path=a.split, conflicts_path=a.conflicts)
+
+
+def cmd_compare(a, opts):
+    from .compare import run
+
+    print(run(a.image1, a.image2, a.model, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +173,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rejects", nargs="+", required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--options", default="{}")
+    s.add_argument("--candidates", default="", help="candidates Parquet (discovery figures)")
+    s.add_argument("--overlaps", default="", help="verify's overlaps Parquet (discovery figures)")
+    s.add_argument("--groups", default="", help="groups Parquet (discovery figures and mosaics)")
+    s.add_argument("--conflicts", default="", help="conflicts Parquet of the groups rule")
+    s.add_argument("--layout", default="", help="the demo layout (group purity by scene and pass)")
+
+    s = command("candidates", cmd_candidates, "find candidate overlaps across all shards (hash search + lattice)")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
+    s.add_argument("--out", required=True, help="output candidates Parquet")
+    s.add_argument("--options", default="{}", help="the `candidates` config block as JSON")
+
+    s = command("verify", cmd_verify, "score every candidate overlap with DupNet")
+    s.add_argument("--candidates", required=True)
+    s.add_argument("--images", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--tiles", nargs="+", required=True)
+    s.add_argument("--out", required=True, help="output overlaps Parquet")
+    s.add_argument("--truth", required=True, help="output dup_truth file of the decisions")
+    s.add_argument("--options", default="{}", help="the `verify` config block as JSON")
+
+    s = command("groups", cmd_groups, "duplicate groups with mosaic positions, conflicts and the split")
+    s.add_argument("--overlaps", required=True, help="verify's overlaps Parquet")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
+    s.add_argument("--out", required=True, help="output groups Parquet")
+    s.add_argument("--split", required=True, help="output split CSV")
+    s.add_argument("--conflicts", required=True, help="output conflicts Parquet")
+    s.add_argument("--options", default="{}", help="the `groups` config block as JSON")
+
+    s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)")
+    s.add_argument("image1", help="first chip (768 x 768 JPEG)")
+    s.add_argument("image2", help="second chip")
+    s.add_argument("--model", default="results/model/dupnet.pt", help="DupNet checkpoint (default: %(default)s)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--threshold", type=float, default=0.5, help="DupNet decision threshold")
     return p
 
 

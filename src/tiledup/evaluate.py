@@ -30,9 +30,11 @@ import pyarrow.compute as pc
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .augment import augment_pair, check_augment
+from .discovery import discovery_metrics, truth_decidable
 from .errors import TiledupError
 from .io import read_parquets, read_table, write_json, write_parquet
-from .overlaps import METHODS, ChipCache, PairScorer, aggregate, expand, score_pairs, tile_hashes
+from .overlaps import (METHODS, TILE_COLUMNS, ChipCache, PairScorer, score_overlaps, tile_hashes,
+                       tile_lookup)
 from .truth import COLUMNS as TRUTH_COLUMNS, read_truth
 
 log = logging.getLogger(__name__)
@@ -160,26 +162,24 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
 # ---------------------------------------------------------------- the rule
 
 def _tile_tables(tiles_paths, rejects_paths) -> tuple[pa.Table, dict]:
-    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid"], "tile table")
+    tiles = read_parquets(tiles_paths, TILE_COLUMNS, "tile table")
     rejects = read_parquets(rejects_paths, ["image_id", "reason"], "rejects table").to_pandas()
     return tiles, dict(zip(rejects.image_id, rejects.reason))
-
-
-def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
-    """(image_id, tile) -> bmh, bmh96, solid of the truth's images only: memory follows the
-    truth file, not the whole dataset (1.7 million tiles for Airbus)."""
-    wanted = pa.array(sorted(image_ids), pa.string())
-    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
-    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s)}
-            for i, t, b, b96, s in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid)}
 
 
 def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_paths, out_dir,
              on_bad_truth: str = "error", batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None,
-             gallery_errors: int = 400, gallery_correct: int = 12, thumb: int = 160) -> dict:
-    """Score dup_truth (if any) and write scores.parquet, metrics.json, report.html, roc.png, pr.png."""
+             gallery_errors: int = 400, gallery_correct: int = 12, thumb: int = 160,
+             discovery_paths: dict | None = None, layout_path=None, mosaics: int = 6,
+             mosaic_tile: int = 40) -> dict:
+    """Score dup_truth (if any) and write scores.parquet, metrics.json, report.html, roc.png, pr.png.
+
+    discovery_paths: candidates, overlaps, groups and conflicts Parquet files of the discovery
+    rules (tiledup.discovery): their figures against the truth go into metrics.json and the
+    report, with mosaics of the `mosaics` largest groups at `mosaic_tile` pixels per tile.
+    """
     from .model import load_dupnet
     from .report import write_report
 
@@ -209,14 +209,12 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
     log.info("thresholds from %d validation pairs: %s", len(val_scores), thresholds)
 
     # truth: expand, score informative tile pairs, take the worst pair per overlap
-    tiles_table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
-    solid = {k: v["solid"] for k, v in tiles_table.items()}
+    tiles_table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     decodes_before = cache.decodes
     if len(overlaps):
-        pairs = expand(overlaps, solid)
-        scored = aggregate(overlaps, pairs, score_pairs(pairs, tiles_table, cache, model, batch_size))
+        scored, pairs = score_overlaps(overlaps, tiles_table, cache, model, batch_size)
         log.info("%d overlaps, %d tile pairs (%d informative), %d chips decoded for %d images",
-                 len(overlaps), len(pairs), int(pairs.informative.sum()), cache.decodes - decodes_before,
+                 len(overlaps), int(scored.n_tile_pairs.sum()), len(pairs), cache.decodes - decodes_before,
                  len(set(overlaps.img1) | set(overlaps.img2)))
     else:
         scored = _empty_scored(overlaps)
@@ -244,11 +242,16 @@ def evaluate(truth_path, images_dir, model_path, val_path, tiles_paths, rejects_
         metrics["dupnet_beats_every_baseline"] = verdict(metrics["methods"])
     if not truth_path:
         metrics["note"] = NO_TRUTH
+    if discovery_paths:
+        metrics["discovery"] = discovery_metrics(truth_decidable(scored) if truth_path else None,
+                                                 layout_path=layout_path, **discovery_paths)
     for rec in metrics["undecidable"]:
         rec["is_dup"] = bool(rec["is_dup"])
     write_json(metrics, out_dir / "metrics.json")
+    discovery = {"figures": metrics["discovery"], "groups": discovery_paths["groups_path"],
+                 "mosaics": mosaics, "tile_px": mosaic_tile} if discovery_paths else None
     write_report(scored, metrics, images_dir, out_dir, gallery_errors=gallery_errors,
-                 gallery_correct=gallery_correct, thumb=thumb, seed=val_seed)
+                 gallery_correct=gallery_correct, thumb=thumb, seed=val_seed, discovery=discovery)
     return metrics
 
 

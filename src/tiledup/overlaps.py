@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import baselines
 from .errors import TiledupError
@@ -42,6 +44,14 @@ class ChipCache:
     def expect(self, image_ids) -> None:
         for image_id in image_ids:
             self.pending[image_id] = self.pending.get(image_id, 0) + 1
+
+    def release(self, image_ids) -> None:
+        """Withdraw one announced use of each chip (a hold taken with expect); drop chips left unused."""
+        for image_id in image_ids:
+            self.pending[image_id] = self.pending.get(image_id, 1) - 1
+            if self.pending[image_id] <= 0:
+                del self.pending[image_id]
+                self.chips.pop(image_id, None)
 
     def tiles(self, image_id: str) -> np.ndarray:
         """(9, 256, 256, 3) tiles of one image, for one announced use."""
@@ -161,3 +171,25 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     for m in METHODS:
         out[m] = worst[m].to_numpy(dtype=np.float32)
     return out
+
+
+TILE_COLUMNS = ["image_id", "tile", "bmh", "bmh96", "solid"]  # what tile_lookup needs from the tile tables
+
+
+def tile_lookup(tiles: pa.Table, image_ids) -> dict:
+    """(image_id, tile) -> bmh, bmh96, solid of the given images only: memory follows the
+    overlaps to score, not the whole dataset (1.7 million tiles for Airbus)."""
+    wanted = pa.array(sorted(image_ids), pa.string())
+    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
+    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s)}
+            for i, t, b, b96, s in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid)}
+
+
+def score_overlaps(overlaps: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
+                   batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
+    decidable and one score per method; their scored informative tile pairs)."""
+    solid = {k: v["solid"] for k, v in tiles_table.items()}
+    pairs = expand(overlaps, solid)
+    scored = score_pairs(pairs, tiles_table, cache, model, batch_size)
+    return aggregate(overlaps, pairs, scored), scored

@@ -30,6 +30,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from .grid import CHIP, TILE, partner_tag, tile_rc  # noqa: E402
 from .images import RejectedImage, read_chip  # noqa: E402
 from .io import write_text  # noqa: E402
+from .mosaic import discovery_section, section_html  # noqa: E402
 
 COLUMNS = [  # (metrics key, header, higher is better)
     ("roc_auc", "ROC-AUC", True), ("average_precision", "AP", True), ("accuracy", "accuracy", True),
@@ -194,7 +195,7 @@ def confusion(methods: dict) -> str:
 
 
 def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int = 400,
-                 gallery_correct: int = 12, thumb: int = 160, seed: int = 0) -> None:
+                 gallery_correct: int = 12, thumb: int = 160, seed: int = 0, discovery: dict | None = None) -> None:
     """Write report.html, roc.png and pr.png into out_dir."""
     out_dir = Path(out_dir)
     methods = list(metrics["validation"]["methods"])
@@ -246,6 +247,7 @@ def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, galle
     else:
         parts += ["<h2>Thresholds from the validation split</h2><p>Tile pairs, not overlaps.</p>",
                   validation_table(val["methods"])]
+    parts.append(section_html(discovery_section(discovery, images_dir)))
     if metrics["undecidable"]:
         rows = "".join(f"<tr><td>{html.escape(u['img1'])}</td><td>{html.escape(u['img2'])}</td>"
                        f"<td>{u['tag']}</td><td>{int(u['is_dup'])}</td></tr>" for u in metrics["undecidable"])

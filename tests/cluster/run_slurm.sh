@@ -12,7 +12,7 @@
 # a file already there is put back on exit); starts munged (unless one answers already),
 # slurmctld and slurmd by hand (no systemd); runs the workflow in a scratch copy of the
 # repository; then checks with check_run.py that every job went through sbatch and
-# finished in SLURM, that train/evaluate asked for a GPU and that shard jobs were grouped.
+# finished in SLURM, that train/verify/evaluate asked for a GPU and that shard jobs were grouped.
 # The daemons it started are stopped by PID on exit. Every step has a time limit.
 # Prints one `SLURM workflow test: PASS|FAIL` line; exit status 0 only on PASS.
 set -euo pipefail
@@ -227,7 +227,7 @@ awk -F'\t' 'NR > 1 && $5 != "ok" {bad = 1; print "output not ok: " $1 " (" $5 ")
     || die "outputs missing or incomplete after the run"
 log "all $(($(wc -l <"$WORK/summary.tsv") - 1)) outputs of $TARGET present"
 GPU_RULES=()   # the GPU rules are part of `all` only
-[ "$TARGET" = all ] && GPU_RULES=(train evaluate)
+[ "$TARGET" = all ] && GPU_RULES=(train verify evaluate)
 timeout 120 "$VENV_BIN/python" "$REPO/tests/cluster/check_run.py" \
     --snakemake-log "$WORK/snakemake.out" --jobs "$WORK/jobs.snap" \
     --workdir "$RUN" --gpu-rules "${GPU_RULES[@]}" \

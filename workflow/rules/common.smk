@@ -3,7 +3,7 @@ import os
 
 from snakemake.utils import validate
 
-from tiledup.dataset import check_sample_config
+from tiledup.dataset import check_fractions, check_sample_config
 from tiledup.manifest import IMAGE_SUFFIXES, shard_name
 
 
@@ -16,6 +16,7 @@ LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
 SHARDS = [shard_name(k) for k in range(config["shards"])]
 check_sample_config(config["sample"], has_layout=DEMO)
+check_fractions(config["groups"]["fractions"], "groups")
 
 
 def check_images_folder(folder):
@@ -78,4 +79,9 @@ def all_targets():
         f"{RESULTS}/model/dupnet.pt",
         f"{RESULTS}/eval/metrics.json",
         f"{RESULTS}/eval/report.html",
+        f"{RESULTS}/overlaps/candidates.parquet",
+        f"{RESULTS}/overlaps/overlaps.parquet",
+        f"{RESULTS}/overlaps/dup_truth.txt",
+        f"{RESULTS}/groups/groups.parquet",
+        f"{RESULTS}/groups/split.csv",
     ]
