@@ -1,20 +1,27 @@
 """Candidate overlaps across the whole dataset: near-duplicate tiles vote for the overlap they imply.
 
-1. Tile matches. Every searchable tile's BlockMeanHash is compared with every
-   other chip's (multi-index hashing, tiledup.mih: exact within `radius` bits,
-   sub-linear). Not searched: solid tiles, and smooth tiles whose hash has fewer
-   than `min_transitions` changes between neighbouring blocks (a gradient of
-   open sea hashes alike wherever it is: such matches are mostly chance). Tiles
-   with equal pixel digests match for certain, smooth or not (solid excepted).
-   A hash key or digest shared by more than `bucket_cap` tiles (cloud white,
-   no-data black, a repeated gradient) is capped, not searched all against all.
+1. Tile matches, over every shard's tile table at once (multi-index hashing,
+   tiledup.mih: every pair within a Hamming radius, sub-linear):
+   - every tile with content against every other chip's, BlockMeanHash within
+     `smooth_radius` (near-identical);
+   - hashes with structure (`complexity` >= `min_complexity`; a straight edge,
+     i.e. a smooth gradient of open sea or a border, has none) within `radius`,
+     solid tiles included: a hazy tile flagged solid in one chip still matches
+     its duplicate. Two solid tiles place chips but never vote;
+   - tiles with content and equal pixel digests match for certain.
+   A key shared by more than `bucket_cap` / `repeat_cap` tiles (cloud white,
+   no-data black, a repeated gradient) is not searched all against all, and a
+   tile with more than `max_matches` matches has a common hash: its matches are
+   dropped (pixel-identical ones kept).
 2. Votes. A match of tile i of chip a with tile j of chip b says that b sits
    (row_i - row_j, col_i - col_j) tiles from a: it votes for that one overlap.
 3. Placement. Chips of one acquisition sit on one lattice. Components of chips
    (at first single chips) are joined, strongest first, when at least
-   `place_votes` tile matches between them agree on their relative position (a
-   match of equal digests is enough alone); a join that contradicts earlier
-   ones is refused. Rounds repeat until nothing joins.
+   `place_votes` distinct matching tiles with structure agree on their relative
+   position, or one decisive match does (equal digests, or a distance within
+   `strong_ratio` x its complexity); a join that contradicts earlier ones is
+   refused. Rounds repeat until nothing joins. Then a chip still alone joins
+   the one position its close matches support most.
 4. Implied overlaps. Every pair of chips placed in one component whose
    positions overlap is a candidate too, with or without a tile match
    (`implied: false` leaves this step out).
@@ -27,6 +34,7 @@ its matches; null if none), how ("hash": at least one tile match; "implied").
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -86,16 +94,26 @@ def read_tile_hashes(paths) -> TileHashes:
     )
 
 
-def transitions(bmh: np.ndarray) -> np.ndarray:
-    """Changes between horizontally or vertically neighbouring blocks of BlockMeanHashes (0..480).
+def complexity(bmh: np.ndarray) -> np.ndarray:
+    """How much structure a BlockMeanHash has: changes between neighbouring blocks beyond the first
+    along each row and each column of its 16 x 16 blocks.
 
-    bmh: (n, 32) uint8, 16 x 16 block bits row-major, least significant bit first,
-    so each little-endian uint16 is one row of blocks, bit c = block column c.
+    A straight edge (a brightness gradient of open sea, a border) crosses each row and column at
+    most once: 0, wherever and however it runs; a blurred edge a few; texture about 200. Hashes
+    of smooth tiles are alike all over a dataset, so their matches say little about place.
+    bmh: (n, 32) uint8, block bits row-major, least significant bit first, so each
+    little-endian uint16 is one row of blocks (bit c = block column c).
     """
     rows = np.ascontiguousarray(bmh).view("<u2")  # (n, 16)
-    across = np.bitwise_count((rows ^ (rows >> 1)) & 0x7FFF).sum(axis=1, dtype=np.int32)
-    down = np.bitwise_count(rows[:, 1:] ^ rows[:, :-1]).sum(axis=1, dtype=np.int32)
-    return across + down
+    cols = np.zeros_like(rows)  # transpose the 16 x 16 bit grid: cols[:, c] bit r = rows[:, r] bit c
+    for r in range(16):
+        for c in range(16):
+            cols[:, c] |= ((rows[:, r] >> c) & 1) << r
+    out = np.zeros(len(rows), np.int32)
+    for lines in (rows, cols):
+        changes = np.bitwise_count((lines ^ (lines >> 1)) & 0x7FFF).astype(np.int32)  # per row / column
+        out += np.maximum(changes - 1, 0).sum(axis=1)
+    return out
 
 
 # ---------------------------------------------------------------- votes
@@ -108,6 +126,7 @@ def tile_offsets(tile_a: np.ndarray, tile_b: np.ndarray) -> tuple[np.ndarray, np
 
 def votes(h: TileHashes, matches: pd.DataFrame) -> pd.DataFrame:
     """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance."""
+    matches = matches[~matches.both_solid]  # no evidence for verify; they only place chips
     u, v = matches.u.to_numpy(), matches.v.to_numpy()
     dr, dc = tile_offsets(h.tile[u], h.tile[v])
     a, b, dr, dc = canonical_offsets(h.image[u], h.image[v], dr, dc)
@@ -120,7 +139,7 @@ def votes(h: TileHashes, matches: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- placement
 
-def place(matches: pd.DataFrame, h: TileHashes, place_votes: int) -> tuple[Lattice, dict]:
+def place(matches: pd.DataFrame, h: TileHashes, place_votes: int, smooth_radius: int) -> tuple[Lattice, dict]:
     """Join chips into lattice components, strongest evidence first (see module doc, step 3)."""
     lattice = Lattice(len(h.image_ids))
     stats = {"rounds": 0, "joins": 0, "refused": 0}
@@ -135,10 +154,11 @@ def place(matches: pd.DataFrame, h: TileHashes, place_votes: int) -> tuple[Latti
         stats["joins"] += joined
         if not joined:
             break
-    # A chip still alone joins the position its matches (smooth ones too) support most, if that
-    # position is unique: a mistake costs this chip's implied overlaps, never a wrong join of two
-    # larger components.
-    joins = _joins(lattice, h, matches, 1)
+    # A chip still alone joins the position its close matches (near-identical smooth ones too)
+    # support most, if that position is unique: a mistake costs this chip's implied overlaps, never
+    # a wrong join of two larger components.
+    close = matches[matches.decisive | (matches.distance <= smooth_radius)]
+    joins = _joins(lattice, h, close, 1)
     lone = np.where(lattice.size[joins.r1] == 1, joins.r1, np.where(lattice.size[joins.r2] == 1, joins.r2, -1))
     joins = joins.assign(lone=lone)[lone >= 0]
     best = joins[joins.support == joins.groupby("lone").support.transform("max")]
@@ -202,31 +222,34 @@ def implied_pairs(lattice: Lattice) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- the rule
 
-def search(h: TileHashes, *, radius: int, smooth_radius: int, min_transitions: int, strong_ratio: float,
-           bucket_cap: int, repeat_cap: int) -> tuple[pd.DataFrame, dict]:
+def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
+           bucket_cap: int, repeat_cap: int, max_matches: int) -> tuple[pd.DataFrame, dict]:
     """Tile matches of the whole dataset (see module doc, step 1), one row per pair of tiles u < v.
 
     Columns u, v (rows of h), distance, exact (equal digests), placing (may place chips:
-    exact, or both hashes have min_transitions), decisive (places chips alone: exact, or
-    distance <= strong_ratio x the smaller number of transitions).
+    exact, or both hashes have min_complexity), decisive (places chips alone: exact, or
+    distance <= strong_ratio x the smaller complexity), both_solid (places chips, never votes).
     """
     n = len(h.image)
-    trans = transitions(h.bmh)
+    cx = complexity(h.bmh)  # per tile
     content = ~h.solid
     found, stats = [], {"tiles": n, "solid": int(h.solid.sum()),
-                        "smooth": int((content & (trans < min_transitions)).sum())}
+                        "smooth": int((content & (cx < min_complexity)).sum())}
 
     def run(name, rows, matches):
-        u, v = rows[matches.i], rows[matches.j]
-        keep = ~(h.solid[u] & h.solid[v])  # a solid tile only against one with content
-        found.append((u[keep], v[keep], matches.distance[keep]))
+        found.append((rows[matches.i], rows[matches.j], matches.distance))
         stats[name] = {"tiles": int(len(rows)), "tables": matches.tables, "collisions": matches.collisions,
-                       "skipped_buckets": matches.skipped_buckets, "matches": int(keep.sum()),
+                       "skipped_buckets": matches.skipped_buckets, "matches": int(len(matches.i)),
                        "seconds": round(matches.seconds, 1)}
 
-    rows = np.flatnonzero(content)
-    run("near_identical", rows, near_pairs(h.bmh[rows], smooth_radius, repeat_cap, group=h.image[rows]))
-    rows = np.flatnonzero(trans >= min_transitions)
+    # a hash that more than repeat_cap tiles share exactly is common: left out of both searches
+    words = h.bmh.view(np.uint64)
+    _, inverse, counts = np.unique(words, axis=0, return_inverse=True, return_counts=True)
+    repeated = counts[inverse.ravel()] > repeat_cap
+    stats["repeated"] = int(repeated.sum())
+    rows = np.flatnonzero(content & ~repeated)
+    run("near_identical", rows, near_pairs(h.bmh[rows], smooth_radius, repeat_cap, group=h.image[rows], per_key=3))
+    rows = np.flatnonzero((cx >= min_complexity) & ~repeated)  # solid tiles too: a hazy one has structure
     run("structured", rows, near_pairs(h.bmh[rows], radius, bucket_cap, group=h.image[rows]))
     rows = np.flatnonzero(content)
     i, j, skipped = equal_pairs(h.digest[rows], repeat_cap, group=h.image[rows])
@@ -238,36 +261,44 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_transitions: i
     u, v = key // n, key % n
     dist = np.concatenate([d for _, _, d in found]).astype(np.int16)[first]
     exact = (h.digest[u] == h.digest[v]).all(axis=1)
-    complexity = np.minimum(trans[u], trans[v])
-    placing = exact | (complexity >= min_transitions)
-    decisive = exact | (placing & (dist <= strong_ratio * complexity))
+    # a tile matching more tiles than one place can show (9 chips per pass, a few passes) has a
+    # common hash: its matches say nothing about where it is (pixel-identical ones excepted)
+    common_tile = np.bincount(np.r_[u, v], minlength=n) > max_matches
+    keep = exact | ~(common_tile[u] | common_tile[v])
+    stats["common_tiles"] = int(common_tile.sum())
+    u, v, dist, exact = u[keep], v[keep], dist[keep], exact[keep]
+    structure = np.minimum(cx[u], cx[v])
+    placing = exact | (structure >= min_complexity)
+    decisive = exact | (placing & (dist <= strong_ratio * structure))
     stats.update(tile_matches=int(len(u)), placing=int(placing.sum()), decisive=int(decisive.sum()))
     return pd.DataFrame({"u": u, "v": v, "distance": dist, "exact": exact, "placing": placing,
-                         "decisive": decisive}), stats
+                         "decisive": decisive, "both_solid": h.solid[u] & h.solid[v]}), stats
 
 
-def check_options(radius, smooth_radius, min_transitions, strong_ratio, bucket_cap, repeat_cap,
+def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
                   place_votes) -> None:
-    if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_transitions <= 480 and strong_ratio >= 0
-            and bucket_cap >= 2 and repeat_cap >= 2 and place_votes >= 1):
+    if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_complexity <= 448 and strong_ratio >= 0
+            and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1):
         raise TiledupError(
-            "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_transitions <= 480, "
-            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, place_votes >= 1; got "
-            f"radius={radius}, smooth_radius={smooth_radius}, min_transitions={min_transitions}, "
+            "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_complexity <= 448, "
+            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1; got "
+            f"radius={radius}, smooth_radius={smooth_radius}, min_complexity={min_complexity}, "
             f"strong_ratio={strong_ratio}, bucket_cap={bucket_cap}, repeat_cap={repeat_cap}, "
-            f"place_votes={place_votes}")
+            f"max_matches={max_matches}, place_votes={place_votes}")
 
 
-def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_transitions: int = 20,
-               strong_ratio: float = 0.25, bucket_cap: int = 64, repeat_cap: int = 512,
-               place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
+def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_complexity: int = 4,
+               strong_ratio: float = 0.25, bucket_cap: int = 32, repeat_cap: int = 128,
+               max_matches: int = 64, place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
-    check_options(radius, smooth_radius, min_transitions, strong_ratio, bucket_cap, repeat_cap, place_votes)
-    matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_transitions=min_transitions,
-                            strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap)
+    check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
+                  place_votes)
+    matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_complexity=min_complexity,
+                            strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap,
+                            max_matches=max_matches)
     found = votes(h, matches).assign(how="hash")
-    lattice, stats["placement"] = place(matches, h, place_votes)
+    lattice, stats["placement"] = place(matches, h, place_votes, smooth_radius)
     if implied:
         more = implied_pairs(lattice).merge(found[["img1", "img2", "offset"]], how="left", indicator=True)
         more = more[more._merge == "left_only"].drop(columns="_merge")
@@ -278,6 +309,9 @@ def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_t
 
 def find_candidates(tiles_paths, out_path, **options) -> pa.Table:
     """The `candidates` rule: every shard's tile table -> candidates.parquet (options: the config block)."""
+    unknown = sorted(set(options) - set(inspect.signature(candidates).parameters) - {"h"})
+    if unknown:
+        raise TiledupError(f"unknown `candidates` config key(s): {', '.join(unknown)}")
     start = time.perf_counter()
     h = read_tile_hashes(tiles_paths)
     log.info("read %d tiles of %d images from %d shard(s) in %.1f s", len(h.image), len(h.image_ids),

@@ -1,11 +1,11 @@
 """Multi-index hashing: every pair of binary codes within a Hamming radius, without comparing all pairs.
 
-Pigeonhole: cut the codes into m >= radius + 2 blocks of (nearly) equal width.
+Pigeonhole: cut the codes into m >= radius + j blocks of (nearly) equal width.
 Two codes at distance <= radius differ in at most `radius` blocks, so at least
-two of their blocks are equal. Each pair of blocks (k, l) gives one table keyed
-by the two blocks' bits; codes that share a key are verified with a popcount.
-Every pair within the radius is found, exactly, and reported once: by the first
-pair of blocks it agrees on. The cost is C(m, 2) sorts of the codes plus the
+j of their blocks are equal. Each set of j blocks gives one table keyed by
+those blocks' bits; codes that share a key are verified with a popcount. Every
+pair within the radius is found, exactly, and reported once: by the first j
+blocks it agrees on. j = 2 (`per_key`) by default. The cost is C(m, 2) sorts of the codes plus the
 verified collisions, so it grows with the radius; keys of two blocks
 (2 x 256 / m bits) keep chance collisions rare up to a radius of about 20 on
 256-bit codes.
@@ -41,6 +41,7 @@ class Matches:
     tables: int
     collisions: int  # pairs that shared a key (verified, before the radius check and dedup)
     skipped_buckets: int  # keys shared by more than bucket_cap codes (summed over tables)
+    crowded: np.ndarray  # (n,) bool: the code shares some key with more than bucket_cap codes
     seconds: float
 
 
@@ -65,8 +66,8 @@ def blocks(codes: np.ndarray, m: int) -> np.ndarray:
     if not 2 <= m <= bits:
         raise ValueError(f"cannot cut {bits}-bit codes into {m} blocks")
     edges = np.linspace(0, bits, m + 1).round().astype(int)
-    if 2 * np.diff(edges).max() > MAX_KEY_BITS:
-        raise ValueError(f"{m} blocks of {bits}-bit codes make keys wider than {MAX_KEY_BITS} bits")
+    if np.diff(edges).max() > MAX_KEY_BITS:
+        raise ValueError(f"{m} blocks of {bits}-bit codes are wider than {MAX_KEY_BITS} bits")
     out = np.zeros((n, m), np.uint64)
     for k in range(m):
         value = np.zeros(n, np.uint64)
@@ -77,16 +78,17 @@ def blocks(codes: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
-def _buckets(sorted_keys: np.ndarray, bucket_cap: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Start and size of every run of >= 2 equal keys with at most bucket_cap members; runs skipped."""
+def _buckets(sorted_keys: np.ndarray, bucket_cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Runs of >= 2 equal keys with at most bucket_cap members (starts, sizes); the positions in
+    runs over the cap (crowded: a mask) and how many such runs there are."""
     n = len(sorted_keys)
     if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(n, bool), 0
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     sizes = np.diff(np.r_[starts, n])
     over = sizes > bucket_cap
     use = (sizes >= 2) & ~over
-    return starts[use], sizes[use], int(over.sum())
+    return starts[use], sizes[use], np.repeat(over, sizes), int(over.sum())
 
 
 def _pairs_in(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,22 +110,16 @@ def _chunks(sizes: np.ndarray):
         yield slice(int(a), int(b))
 
 
-def _same_key_pairs(sorted_keys: np.ndarray, order: np.ndarray, bucket_cap: int, group):
-    """Chunks of (a, b) row pairs sharing a key (sorted_keys: keys in sorted order, order: their rows).
-
-    Yields (a, b, skipped buckets) per chunk; pairs of one group are left out.
-    """
-    starts, sizes, over = _buckets(sorted_keys, bucket_cap)
-    if not len(sizes):
-        yield np.zeros(0, np.int64), np.zeros(0, np.int64), over
-        return
-    for k, part in enumerate(_chunks(sizes)):
+def _same_key_pairs(starts: np.ndarray, sizes: np.ndarray, order: np.ndarray, group):
+    """Chunks of (a, b) row pairs in the same run (runs of sorted positions; order: their rows),
+    pairs of one group left out."""
+    for part in _chunks(sizes):
         p, q = _pairs_in(starts[part], sizes[part])
         a, b = order[p], order[q]
         if group is not None:
             other = group[a] != group[b]
             a, b = a[other], b[other]
-        yield a, b, over if k == 0 else 0
+        yield a, b
 
 
 def equal_pairs(keys: np.ndarray, bucket_cap: int, group: np.ndarray | None = None):
@@ -136,52 +132,84 @@ def equal_pairs(keys: np.ndarray, bucket_cap: int, group: np.ndarray | None = No
     order = np.lexsort(keys.T[::-1])
     sorted_keys = keys[order]
     # one int per distinct key, in sorted order, so runs of equal keys are runs of equal ints
-    new = np.r_[True, (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)]
-    ids = np.cumsum(new)
-    found_i, found_j, skipped = [], [], 0
-    for a, b, over in _same_key_pairs(ids, order, bucket_cap, group):
+    ids = np.cumsum(np.r_[True, (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)])
+    starts, sizes, _, skipped = _buckets(ids, bucket_cap)
+    found_i, found_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for a, b in _same_key_pairs(starts, sizes, order, group):
         found_i.append(np.minimum(a, b))
         found_j.append(np.maximum(a, b))
-        skipped += over
     return np.concatenate(found_i), np.concatenate(found_j), skipped
 
 
+def _key(blk: np.ndarray, combo: tuple[int, ...], width: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Table key of each code: its blocks `combo` concatenated (exact if it fits 64 bits, else mixed)."""
+    if width[list(combo)].sum() <= MAX_KEY_BITS:
+        key = np.zeros(len(blk), np.uint64)
+        for k in combo:
+            key = (key << np.uint64(width[k])) | blk[:, k]
+        return key, True
+    key = np.zeros(len(blk), np.uint64)
+    for k, mult in zip(combo, MIX):  # equal blocks give equal keys; other collisions are verified
+        key ^= blk[:, k] * mult
+    return key, False
+
+
+MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9),
+       np.uint64(0xD6E8FEB86659FD93))
+
+
 def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarray | None = None,
-               progress_seconds: float = 30.0) -> Matches:
+               per_key: int = 2, progress_seconds: float = 30.0) -> Matches:
     """Every pair of rows of `codes` ((n, bytes) uint8) within `radius` bits, except pairs of one group.
 
+    per_key: blocks per table key (m = radius + per_key blocks, C(m, per_key) tables). 2 keeps
+    the tables few; 3 makes keys longer, so that a bucket holds only codes that agree on
+    many bits (near-identical ones) rather than every code sharing two short blocks.
     group: optional (n,) ints; rows of one group (tiles of one chip) are never paired.
     """
     start = last = time.perf_counter()
     n, nbytes = codes.shape
-    if radius < 0 or radius + 2 > 8 * nbytes:
-        raise ValueError(f"radius {radius} out of range for {8 * nbytes}-bit codes")
-    m = max(radius + 2, -(-2 * 8 * nbytes // MAX_KEY_BITS))  # enough blocks for keys of <= 64 bits
+    bits = 8 * nbytes
+    if radius < 0 or not 2 <= per_key <= len(MIX) or radius + per_key > bits:
+        raise ValueError(f"radius {radius} / {per_key} blocks per key out of range for {bits}-bit codes")
+    m = max(radius + per_key, -(-bits // MAX_KEY_BITS))  # blocks of at most 64 bits
+    if per_key == 2:
+        m = max(m, -(-2 * bits // MAX_KEY_BITS))  # two blocks fit one exact 64-bit key
     words = as_words(codes)
     blk = blocks(codes, m)
-    width = np.diff(np.linspace(0, 8 * nbytes, m + 1).round().astype(int))
+    width = np.diff(np.linspace(0, bits, m + 1).round().astype(int))
     row_bits = max(1, int(n - 1).bit_length())
     found_i, found_j, found_d = [], [], []
     collisions = skipped = 0
-    tables = list(combinations(range(m), 2))
-    for t, (k, l) in enumerate(tables):
-        key = (blk[:, k] << np.uint64(width[l])) | blk[:, l]
-        if width[k] + width[l] + row_bits <= 64:  # key and row packed: one sort, ~10x faster than argsort
+    crowded = np.zeros(n, bool)
+    tables = list(combinations(range(m), per_key))
+    for t, combo in enumerate(tables):
+        key, exact = _key(blk, combo, width)
+        if not exact or width[list(combo)].sum() + row_bits <= 64:
+            # key (a mixed key: its top bits) and row packed into one word: one sort, ~10x faster
+            if not exact:
+                key = key >> np.uint64(row_bits)
             packed = np.sort((key << np.uint64(row_bits)) | np.arange(n, dtype=np.uint64))
             order = (packed & np.uint64((1 << row_bits) - 1)).astype(np.int64)
             key = packed >> np.uint64(row_bits)
         else:
             order = np.argsort(key, kind="stable")
             key = key[order]
-        for a, b, over in _same_key_pairs(key, order, bucket_cap, group):
-            skipped += over
+        starts, sizes, over, n_over = _buckets(key, bucket_cap)
+        crowded[order[over]] = True
+        skipped += n_over
+        for a, b in _same_key_pairs(starts, sizes, order, group):
             collisions += len(a)
             d = hamming(words[a], words[b])
             near = d <= radius
             a, b, d = a[near], b[near], d[near]
-            # report once: only from the first pair of blocks the two codes agree on
-            agree = np.cumsum(blk[a] == blk[b], axis=1)
-            first = (agree[:, k] == 1) & (agree[:, l] == 2)
+            # report once: only from the first blocks the two codes agree on (and really agree: a
+            # mixed key can collide)
+            equal = blk[a] == blk[b]
+            agree = np.cumsum(equal, axis=1)
+            first = np.ones(len(a), bool)
+            for rank, k in enumerate(combo, 1):
+                first &= equal[:, k] & (agree[:, k] == rank)
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
@@ -192,4 +220,4 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
                      sum(map(len, found_i)), now - start)
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
     return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
-                   collisions, skipped, time.perf_counter() - start)
+                   collisions, skipped, crowded, time.perf_counter() - start)
