@@ -16,6 +16,7 @@ include: "workflow/rules/truth.smk"
 include: "workflow/rules/pairs.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/discovery.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -173,12 +173,12 @@ def test_youden_threshold():
 
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
-    from tiledup.evaluate import _tile_lookup
+    from tiledup.overlaps import tile_lookup
     from tiledup.io import read_parquets
 
     tiles = read_parquets(paths["tiles_paths"])
     overlaps, _ = read_checked(paths["overlaps_path"], paths["skipped_path"])
-    table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
+    table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
     cache = ChipCache(paths["images_dir"])
     scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -52,13 +53,32 @@ def test_demo_run_produces_every_stage(demo_run):
     assert "<table" in html and "dupnet" in html.lower()
     logs = {p.relative_to(demo_run / "results/logs").as_posix() for p in (demo_run / "results/logs").rglob("*.log")}
     assert {"demo.log", "manifest.log", "rejects.log", "truth.log", "dataset.log", "train.log",
-            "evaluate.log"} <= logs
+            "evaluate.log", "candidates.log", "verify.log", "groups.log"} <= logs
     # the truth was checked into a table of its own, which evaluate scored
     checked = pq.read_table(demo_run / "results/truth/overlaps.parquet")
     assert checked.column_names == ["img1", "img2", "tag", "is_dup", "source"]
     assert checked.num_rows == metrics["n_overlaps"] and metrics["skipped_truth_lines"] == []
     assert metrics["rejects"] == {"n_images": len(layout), "n_rejected": 0, "by_reason": {}, "images": []}
     assert f"Rejected images: none of {len(layout)}." in (demo_run / "snakemake.out").read_text()
+
+
+def test_demo_run_discovers_overlaps_groups_and_a_split(demo_run):
+    results = demo_run / "results"
+    candidates = pq.read_table(results / "overlaps/candidates.parquet").to_pandas()
+    overlaps = pq.read_table(results / "overlaps/overlaps.parquet").to_pandas()
+    assert len(candidates) == len(overlaps) > 0
+    assert (candidates.img1 < candidates.img2).all() and set(candidates.how) <= {"hash", "implied"}
+    groups = pq.read_table(results / "groups/groups.parquet").to_pandas()
+    layout = pq.read_table(results / "demo/layout.parquet").to_pandas()
+    assert sorted(groups.image_id) == sorted(layout.image_id)  # every chip in exactly one group
+    split = pd.read_csv(results / "groups/split.csv")
+    assert (split.groupby("group").split.nunique() == 1).all()
+    lines = [line for line in (results / "overlaps/dup_truth.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert len(lines) == int(overlaps.is_dup.notna().sum())
+    d = json.loads((results / "eval/metrics.json").read_text())["discovery"]
+    assert d["candidates"]["recall"] is not None and d["decisions"]["n_overlaps"] == len(overlaps)
+    assert 'id="discovery"' in (results / "eval/report.html").read_text()
 
 
 def test_nothing_left_to_do_after_a_run(demo_run):
@@ -71,8 +91,20 @@ def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
     edit.write_text("pairs:\n  min_bmh_sim: 0.123\n")  # nested keys merge into the block
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), str(edit), "-n")
     jobs = planned_jobs(proc)
-    assert {"pair_shard", "dataset", "train", "evaluate"} <= set(jobs), jobs
-    assert not {"demo", "manifest", "tile_shard"} & set(jobs), jobs
+    assert {"pair_shard", "dataset", "train", "verify", "groups", "evaluate"} <= set(jobs), jobs
+    assert not {"demo", "manifest", "tile_shard", "candidates"} & set(jobs), jobs
+
+
+@pytest.mark.parametrize("edit, reruns", [
+    ("candidates:\n  radius: 12\n", {"candidates", "verify", "groups", "evaluate"}),
+    ("verify:\n  chunk: 77\n", {"verify", "groups", "evaluate"}),
+    ("groups:\n  seed: 3\n", {"groups", "evaluate"}),
+])
+def test_discovery_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, edit, reruns):
+    (tmp_path / "edit.yaml").write_text(edit)
+    proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), str(tmp_path / "edit.yaml"), "-n")
+    jobs = set(planned_jobs(proc)) - {"all"}
+    assert jobs == reruns, proc.stdout
 
 
 def test_ctrl_c_during_training_leaves_nothing_running(demo_run, tmp_path):

@@ -123,10 +123,41 @@ def cmd_train(a, opts):
 def cmd_evaluate(a, opts):
     from .evaluate import evaluate
 
+    discovery = {"candidates_path": a.candidates, "overlaps_path": a.verified, "groups_path": a.groups,
+                 "conflicts_path": a.conflicts}
+    given = [k for k, v in discovery.items() if v]
+    if given and len(given) < len(discovery):
+        raise TiledupError("evaluate: give all of --candidates, --verified, --groups, --conflicts or none")
     _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
-          layout_path=a.layout or None)
+          layout_path=a.layout or None, discovery_paths=discovery if given else None)
+
+
+def cmd_candidates(a, opts):
+    from .candidates import find_candidates
+
+    _call(find_candidates, "candidates", opts, tiles_paths=a.tiles, out_path=a.out)
+
+
+def cmd_verify(a, opts):
+    from .verify import verify
+
+    _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
+          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth)
+
+
+def cmd_groups(a, opts):
+    from .groups import groups_rule
+
+    _call(groups_rule, "groups", opts, overlaps_path=a.overlaps, tiles_paths=a.tiles, groups_path=a.out,
+          split_path=a.split, conflicts_path=a.conflicts)
+
+
+def cmd_compare(a, opts):
+    from .compare import run
+
+    print(run(a.image1, a.image2, a.model, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
 
 
 def version() -> str:
@@ -249,8 +280,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val", required=True, help="validation split (Parquet), for the thresholds")
     s.add_argument("--tiles", nargs="+", required=True, help="tile tables of all shards")
     s.add_argument("--rejects", required=True, help="the gathered rejects table (`tiledup rejects`)")
-    s.add_argument("--layout", default="", help="the demo's layout (scene kinds, for errors by kind); optional")
+    s.add_argument("--layout", default="",
+                   help="the demo's layout (scene kinds for errors by kind, scene and pass for group purity)")
+    s.add_argument("--candidates", default="", help="discovery: the candidates table (figures against the truth)")
+    s.add_argument("--verified", default="", help="discovery: verify's overlaps table")
+    s.add_argument("--groups", default="", help="discovery: the groups table (figures and mosaics)")
+    s.add_argument("--conflicts", default="", help="discovery: the groups rule's conflicts table")
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
+
+    s = command("candidates", cmd_candidates, "find candidate overlaps across all shards (hash search + lattice)",
+                "Search every tile's BlockMeanHash against every other chip's tiles with multi-index "
+                "hashing (equal pixel digests match for certain); each tile match votes for the one "
+                "overlap its grid positions imply; chips placed on one lattice by strong matches add "
+                "every overlap their positions imply.", "candidates")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
+    s.add_argument("--out", required=True, help="candidates table (Parquet) to write")
+
+    s = command("verify", cmd_verify, "score every candidate overlap with DupNet and decide it",
+                "Score every tile pair of every candidate overlap with DupNet (and the BMH and pixel "
+                "baselines) exactly as the evaluation scores a dup_truth file; write the decisions as a "
+                "table and as a reviewable dup_truth file.", "verify")
+    s.add_argument("--candidates", required=True, help="the candidates table")
+    s.add_argument("--images", required=True, help="folder of the chips")
+    s.add_argument("--model", required=True, help="DupNet model (dupnet.pt)")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
+    s.add_argument("--out", required=True, help="overlaps table (Parquet) to write")
+    s.add_argument("--truth", required=True, help="dup_truth file of the decisions to write")
+
+    s = command("groups", cmd_groups, "join duplicates into groups with mosaic positions; write a leak-free split",
+                "Join the duplicate overlaps into groups (strongest first, refusing an edge that would "
+                "place a chip twice or overlap two chips scored non-duplicate), give each chip its "
+                "(row, col) in its group's mosaic, and split by group into train / val / test.", "groups")
+    s.add_argument("--overlaps", required=True, help="verify's overlaps table")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
+    s.add_argument("--out", required=True, help="groups table (Parquet) to write")
+    s.add_argument("--split", required=True, help="split CSV to write (image_id, group, split)")
+    s.add_argument("--conflicts", required=True, help="conflicts table (Parquet) to write")
+
+    s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
+                "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "
+                "overlap score and per-tile scores, and the best one.")
+    s.add_argument("image1", help="first chip (768 x 768 JPEG)")
+    s.add_argument("image2", help="second chip")
+    s.add_argument("--model", default="results/model/dupnet.pt", help="DupNet model (default: %(default)s)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    s.add_argument("--batch-size", type=int, default=64, help="tile pairs per DupNet batch")
+    s.add_argument("--threshold", type=float, default=0.5, help="DupNet decision threshold")
     return p
 
 

@@ -36,22 +36,26 @@ PAIR_COLUMNS = ("image_id", "tile1", "tile2", "is_dup", "bmh_sim")
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
+def check_fractions(fractions, block: str) -> None:
+    """Split fractions (`<block>.fractions`): exactly train, val and test, in [0, 1], adding up to 1, train > 0."""
+    if not isinstance(fractions, dict) or set(fractions) != set(SPLITS):
+        raise TiledupError(f"{block}.fractions must give exactly {', '.join(SPLITS)}, got {fractions!r}")
+    for name, f in fractions.items():
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f <= 1:
+            raise TiledupError(f"{block}.fractions.{name} must be a number in [0, 1], got {f!r}")
+    total = sum(fractions.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise TiledupError(f"{block}.fractions add up to {total:g}, not 1: {fractions}")
+    if fractions["train"] <= 0:
+        raise TiledupError(f"{block}.fractions.train must be > 0")
+
+
 def check_sample_config(sample: dict, has_layout: bool | None = None) -> None:
     """Validate the `sample:` block beyond what JSON Schema can say (fractions must sum to 1).
 
     `has_layout=False` (your own images, no demo layout) also rejects group_by: scene.
     """
-    fractions = sample.get("fractions", DEFAULT_FRACTIONS)
-    if not isinstance(fractions, dict) or set(fractions) != set(SPLITS):
-        raise TiledupError(f"sample.fractions must give exactly {', '.join(SPLITS)}, got {fractions!r}")
-    for name, f in fractions.items():
-        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f <= 1:
-            raise TiledupError(f"sample.fractions.{name} must be a number in [0, 1], got {f!r}")
-    total = sum(fractions.values())
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise TiledupError(f"sample.fractions add up to {total:g}, not 1: {fractions}")
-    if fractions["train"] <= 0:
-        raise TiledupError("sample.fractions.train must be > 0")
+    check_fractions(sample.get("fractions", DEFAULT_FRACTIONS), "sample")
     n = sample.get("pairs", 1)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise TiledupError(f"sample.pairs must be a positive integer, got {n!r}")

@@ -36,12 +36,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from . import combined
 from .another_time import check_another_time
 from .augment import check_augment
+from .discovery import discovery_metrics, truth_decidable
 from .errors import TiledupError
 from .kinds import kind_breakdown, read_kinds
 from .io import read_parquets, read_table, write_json, write_parquet
 from .loader import training_pair
-from .overlaps import (METHODS, NOT_DUP, TEXTURE, ChipCache, PairScorer, aggregate, check_evidence, expand,
-                       score_pairs, tile_hashes)
+from .overlaps import (METHODS, TILE_COLUMNS, ChipCache, PairScorer, check_evidence, score_overlaps,
+                       tile_hashes, tile_lookup)
 from .progress import Progress
 from .rejects import read_summary
 from .truth import COLUMNS as TRUTH_COLUMNS, read_checked
@@ -192,25 +193,21 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
 
 # ---------------------------------------------------------------- the rule
 
-def _tile_lookup(tiles: pa.Table, image_ids) -> dict:
-    """(image_id, tile) -> bmh, bmh96, solid, dominant of the truth's images only: memory follows
-    the truth file, not the whole dataset (1.7 million tiles for Airbus)."""
-    wanted = pa.array(sorted(image_ids), pa.string())
-    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
-    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s), "dominant": np.frombuffer(d, np.uint8)}
-            for i, t, b, b96, s, d in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid, sub.dominant)}
-
-
 def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, val_path, tiles_paths,
-             rejects_path, out_dir, layout_path=None, batch_size: int = 64, device: str = "auto",
+             rejects_path, out_dir, layout_path=None, discovery_paths: dict | None = None,
+             batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
              tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
-             gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128) -> dict:
+             gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128,
+             mosaics: int = 6, mosaic_tile: int = 40) -> dict:
     """Score dup_truth (if any); write scores.parquet, metrics.json, report.html, errors.csv, roc.png, pr.png.
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
     checked it into overlaps_path and skipped_path (tiledup.truth.write_checked).
+    discovery_paths: candidates, overlaps, groups and conflicts Parquet files of the discovery
+    rules (tiledup.discovery): their figures against the truth go into metrics.json and the
+    report, with mosaics of the `mosaics` largest groups at `mosaic_tile` pixels per tile.
     """
     from .model import load_dupnet
     from .report import write_report
@@ -223,7 +220,7 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
                                f"got {dupnet_threshold!r}") from None
     evidence = check_evidence(evidence)
     out_dir = Path(out_dir)
-    tiles = read_parquets(tiles_paths, ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"], "tile table")
+    tiles = read_parquets(tiles_paths, TILE_COLUMNS, "tile table")
     accepted = set(pc.unique(tiles["image_id"]).to_pylist())
     rejects = read_summary(rejects_path, len(accepted))
     if truth_path:
@@ -246,19 +243,14 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     log.info("thresholds from %d validation pairs: %s", len(val_scores), thresholds)
 
     # truth: expand, score informative tile pairs, take the worst pair per overlap
-    tiles_table = _tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
-    solid = {k: v["solid"] for k, v in tiles_table.items()}
-    dominant = {k: v["dominant"] for k, v in tiles_table.items()}
+    tiles_table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
     decodes_before = cache.decodes
     if len(overlaps):
-        pairs = expand(overlaps, solid, dominant, evidence["colour_levels"])
-        with Progress("truth tile pairs", int((pairs.evidence == TEXTURE).sum()), "tile pairs", log=log) as progress:
-            evidence_pairs = score_pairs(pairs, tiles_table, cache, model, batch_size, evidence, progress)
-        tree_col = combined.tree_scores(tree, evidence_pairs)
-        evidence_pairs[combined.NAME] = np.where(evidence_pairs.evidence == NOT_DUP, 0.0, tree_col)
-        scored = aggregate(overlaps, pairs, evidence_pairs)
+        scored, pairs = score_overlaps(overlaps, tiles_table, cache, model, batch_size, evidence,
+                                       progress="truth tile pairs",
+                                       combine={combined.NAME: lambda p: combined.tree_scores(tree, p)})
         log.info("%d overlaps, %d tile pairs (%d evidence: %s), %d chips decoded for %d images",
-                 len(overlaps), len(pairs), len(evidence_pairs), evidence_pairs.evidence.value_counts().to_dict(),
+                 len(overlaps), int(scored.n_tile_pairs.sum()), len(pairs), pairs.evidence.value_counts().to_dict(),
                  cache.decodes - decodes_before, len(set(overlaps.img1) | set(overlaps.img2)))
     else:
         scored = _empty_scored(overlaps, methods)
@@ -291,11 +283,16 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
         metrics["by_kind"] = kind_breakdown(scored, read_kinds(layout_path), thresholds)
     if not truth_path:
         metrics["note"] = NO_TRUTH
+    if discovery_paths:
+        metrics["discovery"] = discovery_metrics(truth_decidable(scored) if truth_path else None,
+                                                 layout_path=layout_path, **discovery_paths)
     for rec in metrics["undecidable"]:
         rec["is_dup"] = bool(rec["is_dup"])
     write_json(metrics, out_dir / "metrics.json")
+    discovery = {"figures": metrics["discovery"], "groups": discovery_paths["groups_path"],
+                 "mosaics": mosaics, "tile_px": mosaic_tile} if discovery_paths else None
     write_report(scored, metrics, images_dir, out_dir, gallery_errors=gallery_errors,
-                 gallery_correct=gallery_correct, thumb=thumb, seed=val_seed)
+                 gallery_correct=gallery_correct, thumb=thumb, seed=val_seed, extra={"discovery": discovery})
     return metrics
 
 

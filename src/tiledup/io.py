@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -76,3 +77,12 @@ def read_parquets(paths, columns=None, what: str = "table") -> pa.Table:
     """Concatenate several Parquet files with one schema (e.g. all shards of a stage)."""
     tables = [read_table(p, columns, what) for p in paths]
     return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def fixed_binary(col, width: int, name: str, source: str):
+    """(rows, width) uint8 numpy view of a fixed_size_binary(width) column (a TiledupError if it is not one)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if arr.type != pa.binary(width):
+        raise TiledupError(f"{source}: column {name} is {arr.type}, expected fixed_size_binary({width})")
+    data = np.frombuffer(arr.buffers()[1], np.uint8, count=len(arr) * width, offset=arr.offset * width)
+    return data.reshape(len(arr), width)

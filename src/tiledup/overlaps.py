@@ -34,16 +34,22 @@ An overlap with no evidence pair is "undecidable" (counted and listed, never gue
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import baselines
 from .errors import TiledupError
 from .grid import tag_tile_pairs
 from .images import RejectedImage, cut_tiles, read_chip
+
+log = logging.getLogger(__name__)
 
 METHODS = ("dupnet", *baselines.METHODS)
 
@@ -65,6 +71,14 @@ class ChipCache:
     def expect(self, image_ids) -> None:
         for image_id in image_ids:
             self.pending[image_id] = self.pending.get(image_id, 0) + 1
+
+    def release(self, image_ids) -> None:
+        """Withdraw one announced use of each chip (a hold taken with expect); drop chips left unused."""
+        for image_id in image_ids:
+            self.pending[image_id] = self.pending.get(image_id, 1) - 1
+            if self.pending[image_id] <= 0:
+                del self.pending[image_id]
+                self.chips.pop(image_id, None)
 
     def tiles(self, image_id: str) -> np.ndarray:
         """(9, 256, 256, 3) tiles of one image, for one announced use."""
@@ -317,3 +331,39 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     for m in methods:
         out[m] = worst[m].to_numpy(dtype=np.float32)
     return out
+
+
+TILE_COLUMNS = ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"]  # what tile_lookup needs
+
+
+def tile_lookup(tiles: pa.Table, image_ids) -> dict:
+    """(image_id, tile) -> bmh, bmh96, solid, dominant of the given images only: memory follows the
+    overlaps to score, not the whole dataset (1.7 million tiles for Airbus)."""
+    wanted = pa.array(sorted(image_ids), pa.string())
+    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
+    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s), "dominant": np.frombuffer(d, np.uint8)}
+            for i, t, b, b96, s, d in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid, sub.dominant)}
+
+
+def score_overlaps(overlaps: pd.DataFrame, tiles_table: dict, cache: ChipCache, model, batch_size: int,
+                   evidence: dict | None = None, progress: str | None = None,
+                   combine=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
+    decidable and one score per method; their evidence tile pairs).
+
+    `progress`: a label to log the scoring's progress under; `combine`: name -> function of the
+    scored pairs, extra per-pair scores (e.g. the combined baseline) that evidence of "not
+    duplicate" sets to 0 like every other method's.
+    """
+    from .progress import Progress
+
+    e = check_evidence(evidence)
+    solid = {k: v["solid"] for k, v in tiles_table.items()}
+    dominant = {k: v["dominant"] for k, v in tiles_table.items()}
+    pairs = expand(overlaps, solid, dominant, e["colour_levels"])
+    n_texture = int((pairs.evidence == TEXTURE).sum())
+    with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
+        scored = score_pairs(pairs, tiles_table, cache, model, batch_size, e, bar)
+    for name, fn in (combine or {}).items():
+        scored[name] = np.where(scored.evidence == NOT_DUP, 0.0, fn(scored)).astype(np.float32)
+    return aggregate(overlaps, pairs, scored), scored

@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from .errors import TiledupError
 from .grid import N_TILES
-from .io import read_table, write_parquet
+from .io import fixed_binary, read_table, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _tile_arrays(tiles: pa.Table, source: str) -> tuple[pa.Array, dict[str, np.n
             raise TiledupError(f"{source}: expected {N_TILES} rows (tiles 0-{N_TILES - 1}) per image; "
                                f"{_bad_images(tiles)}")
     n = tiles.num_rows // N_TILES
-    binary = {name: _fixed_binary(tiles[name], width, name, source).reshape(n, N_TILES, width)
+    binary = {name: fixed_binary(tiles[name], width, name, source).reshape(n, N_TILES, width)
               for name, width in BINARY_WIDTH.items()}
     arrays = {
         "xxh3_128": binary["xxh3_128"].view(np.uint64),
@@ -229,12 +229,3 @@ def _bad_images(tiles: pa.Table) -> str:
     bad = [u for u, s, c in zip(uniq, start, count)
            if c != N_TILES or sorted(tile[s:s + c].tolist()) != list(range(N_TILES))]
     return f"{len(bad)} image(s) break this, e.g. {', '.join(map(str, bad[:5]))}"
-
-
-def _fixed_binary(col: pa.ChunkedArray, width: int, name: str, source: str) -> np.ndarray:
-    """(rows, width) uint8 view of a fixed_size_binary(width) column."""
-    arr = col.combine_chunks()
-    if arr.type != pa.binary(width):
-        raise TiledupError(f"{source}: column {name} is {arr.type}, expected fixed_size_binary({width})")
-    data = np.frombuffer(arr.buffers()[1], np.uint8, count=len(arr) * width, offset=arr.offset * width)
-    return data.reshape(len(arr), width)

@@ -36,6 +36,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from .grid import CHIP, TILE, partner_tag, tile_rc  # noqa: E402
 from .images import RejectedImage, read_chip  # noqa: E402
 from .io import atomic_path, write_text  # noqa: E402
+from .mosaic import discovery_section as _discovery  # noqa: E402
 from .progress import Progress  # noqa: E402
 
 COLUMNS = [  # (metrics key, header, higher is better)
@@ -495,6 +496,11 @@ def rejects_section(data: ReportData, show: int = 50) -> Section:
             + (collapsible(f"Show the {min(k, show):,} images", table) if k > 20 else table))
 
 
+def discovery_section(data: ReportData) -> Section | None:
+    """Discovery against the truth, and mosaics of the largest duplicate groups (tiledup.mosaic)."""
+    return _discovery(data.extra.get("discovery"), data.images_dir)
+
+
 # The page, in order. Add a section with one line: a function (ReportData) -> (id, title, HTML) or None.
 SECTIONS: list[Callable[[ReportData], Section | None]] = [
     metrics_section,
@@ -504,6 +510,7 @@ SECTIONS: list[Callable[[ReportData], Section | None]] = [
     kinds_section,
     errors_section,
     correct_section,
+    discovery_section,
     undecidable_section,
     rejects_section,
     skipped_section,

@@ -28,10 +28,13 @@ from .progress import Progress
 
 log = logging.getLogger(__name__)
 
+# The tile table's pixel-digest column; readers name it through this constant only.
+DIGEST = "xxh3_128"
+
 TILE_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("tile", pa.int8()),
-    ("xxh3_128", pa.binary(16)),
+    (DIGEST, pa.binary(16)),
     ("bmh", pa.binary(HASH_BYTES)),
     ("bmh96", pa.binary(3 * HASH_BYTES)),
     ("solid", pa.bool_()),
@@ -44,7 +47,7 @@ TILE_SCHEMA = pa.schema([
     ("dominant_share", pa.float32()),
 ])
 REJECT_SCHEMA = pa.schema([("image_id", pa.string()), ("reason", pa.string())])
-BINARY_COLUMNS = ("xxh3_128", "bmh", "bmh96", "dominant")
+BINARY_COLUMNS = (DIGEST, "bmh", "bmh96", "dominant")
 
 
 # Per-thread chip and tile buffers, reused from chip to chip: two fresh 1.8 MB arrays

@@ -17,7 +17,7 @@
 #          a message naming the rule, the request and the node (tiledup.slurm);
 #   run    the workflow end to end as `snakemake --workflow-profile profiles/slurm` without
 #          --cores; check_run.py checks that every job went through sbatch and finished in
-#          SLURM, that train/evaluate asked for a GPU, that shard jobs were grouped and that
+#          SLURM, that train/verify/evaluate asked for a GPU, that shard jobs were grouped and that
 #          no submission asked for more CPUs than the node has;
 #   stop   a training job stopped by scancel, then by its time limit: check_stop.py finds
 #          nothing of it left on the node, and a re-run resumes from the checkpoint.
@@ -282,7 +282,7 @@ awk -F'\t' 'NR > 1 && $5 != "ok" {bad = 1; print "output not ok: " $1 " (" $5 ")
     || die "outputs missing or incomplete after the run"
 log "all $(($(wc -l <"$WORK/summary.tsv") - 1)) outputs of $TARGET present (${SMK_SECONDS} s)"
 GPU_RULES=()   # the GPU rules are part of `all` only
-[ "$TARGET" = all ] && GPU_RULES=(train evaluate)
+[ "$TARGET" = all ] && GPU_RULES=(train verify evaluate)
 timeout 120 "$VENV_BIN/python" "$REPO/tests/cluster/check_run.py" \
     --snakemake-log "$WORK/snakemake.out" --jobs "$WORK/jobs.snap" \
     --workdir "$RUN" --node-cpus "$CPUS" --gpu-rules "${GPU_RULES[@]}" \

@@ -3,7 +3,7 @@ import os
 import sys
 
 from tiledup.config import check_config
-from tiledup.dataset import check_sample_config
+from tiledup.dataset import check_fractions, check_sample_config
 from tiledup.errors import TiledupError
 from tiledup.manifest import IMAGE_SUFFIXES, shard_name
 from tiledup.slurm import explain_rejected, watch_queue
@@ -14,6 +14,7 @@ from tiledup.slurm import explain_rejected, watch_queue
 try:
     check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     check_sample_config(config["sample"], has_layout=not config["images"])
+    check_fractions(config["groups"]["fractions"], "groups")
 except TiledupError as e:
     raise WorkflowError(str(e)) from None
 
@@ -113,4 +114,9 @@ def all_targets():
         f"{RESULTS}/eval/metrics.json",
         f"{RESULTS}/eval/report.html",
         f"{RESULTS}/eval/errors.csv",
+        f"{RESULTS}/overlaps/candidates.parquet",
+        f"{RESULTS}/overlaps/overlaps.parquet",
+        f"{RESULTS}/overlaps/dup_truth.txt",
+        f"{RESULTS}/groups/groups.parquet",
+        f"{RESULTS}/groups/split.csv",
     ]

@@ -5,6 +5,10 @@ rule evaluate:
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
         rejects=REJECTS,
         layout=LAYOUT or [],
+        candidates=f"{RESULTS}/overlaps/candidates.parquet",
+        verified=f"{RESULTS}/overlaps/overlaps.parquet",
+        groups=f"{RESULTS}/groups/groups.parquet",
+        conflicts=f"{RESULTS}/groups/conflicts.parquet",
         **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
@@ -33,4 +37,6 @@ rule evaluate:
         " --skipped={params.skipped} --images {params.images:q}"
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
         " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
+        " --candidates {input.candidates} --verified {input.verified} --groups {input.groups}"
+        " --conflicts {input.conflicts}"
         " --options {params.options:q} > {log} 2>&1"

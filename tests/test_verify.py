@@ -1,0 +1,146 @@
+"""Discovery on real JPEGs: candidates -> verify -> groups -> the evaluation's discovery figures and report,
+and `tiledup compare`; verify must score an overlap exactly as the evaluation does."""
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tiledup import cli
+from tiledup.candidates import find_candidates
+from tiledup.evaluate import evaluate
+from tiledup.groups import groups_rule
+from tiledup.grid import TAGS, tag_tile_pairs
+from tiledup.images import cut_tiles, read_chip
+from tiledup.model import load_dupnet, predict
+from tiledup.mosaic import stitch
+from tiledup.truth import read_truth
+from tiledup.verify import OVERLAP_SCHEMA, verify
+
+from test_evaluate import make_case
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("discovery")
+    paths = make_case(root)
+    out = {"candidates_path": root / "candidates.parquet", "overlaps_path": root / "overlaps.parquet",
+           "groups_path": root / "groups.parquet", "conflicts_path": root / "conflicts.parquet"}
+    find_candidates(paths["tiles_paths"], out["candidates_path"])
+    handler, logger = _Capture(), logging.getLogger("tiledup.verify")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
+               out["overlaps_path"], root / "found.txt", device="cpu", batch_size=16, chunk=3)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    groups_rule(out["overlaps_path"], paths["tiles_paths"], out["groups_path"], root / "split.csv",
+                out["conflicts_path"], fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, discovery_paths=out)
+    return root, paths, out, metrics, handler.messages
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_every_decidable_truth_duplicate_is_a_candidate(run):
+    _, _, _, metrics, _ = run
+    cand = metrics["discovery"]["candidates"]
+    assert cand["n_truth_dups_decidable"] > 0 and cand["recall"] == 1.0 and cand["missed"] == []
+
+
+def test_verify_scores_an_overlap_exactly_as_the_evaluation(run):
+    root, _, out, _, _ = run
+    found = pq.read_table(out["overlaps_path"]).to_pandas()
+    scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
+    both = found.merge(scores, on=["img1", "img2", "tag"], suffixes=("", "_eval"))
+    assert len(both) >= 5
+    assert (both.n_informative == both.n_informative_eval).all()
+    decided = both[both.n_informative > 0]
+    assert np.allclose(decided.score, decided.dupnet, atol=1e-5)
+    assert np.allclose(decided.bmh, decided.bmh_eval) and np.allclose(decided.pixel_mad, decided.pixel_mad_eval)
+
+
+def test_overlaps_table_and_reviewable_truth(run):
+    root, paths, out, _, messages = run
+    table = pq.read_table(out["overlaps_path"])
+    assert table.schema == OVERLAP_SCHEMA
+    found = table.to_pandas()
+    assert (found.is_dup.isna() == (found.n_informative == 0)).all()
+    decided = found[found.is_dup.notna()]
+    assert (decided.is_dup == (decided.score >= 0.5)).all()
+    # the dup_truth file reads back as a truth file: the decided overlaps, undecidable ones commented out
+    back, skips = read_truth(root / "found.txt")
+    assert not skips
+    assert sorted(zip(back.img1, back.img2, back.tag, back.is_dup)) == \
+        sorted(zip(decided.img1, decided.img2, decided.tag, decided.is_dup.astype(bool)))
+    assert (root / "found.txt").read_text().count("undecidable") == int(found.is_dup.isna().sum())
+    # each chip decoded at most once although the candidates were scored 3 at a time
+    decodes, images = map(int, re.search(r"(\d+) chips decoded for (\d+) images", messages[-1]).groups())
+    assert 0 < decodes <= images
+
+
+def test_discovery_figures_and_report_section(run):
+    root, _, out, metrics, _ = run
+    d = metrics["discovery"]
+    assert d["counts"]["candidates"] == pq.read_table(out["candidates_path"]).num_rows
+    dec = d["decisions"]
+    assert dec["tp"] + dec["fn"] == d["candidates"]["n_truth_dups_decidable"]
+    assert dec["tp"] + dec["fp"] == dec["n_found_dups"]
+    assert d["groups"]["n_groups"] == pq.read_table(out["groups_path"]).to_pandas().group.nunique()
+    html = (root / "eval" / "report.html").read_text()
+    assert 'id="discovery"' in html and "candidate recall" in html
+
+
+def test_mosaic_puts_each_chip_at_its_offset():
+    red, blue = np.zeros((768, 768, 3), np.uint8), np.zeros((768, 768, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    canvas = stitch([(red, 0, 0), (blue, 1, 2)], tile_px=10)
+    assert canvas.shape == (40, 50, 3)  # rows 0..3, cols 0..4 in tiles
+    assert canvas[5, 5].tolist() == [200, 0, 0]   # red alone
+    assert canvas[25, 35].tolist() == [0, 0, 200]  # blue, drawn over red where they overlap
+    assert canvas[35, 5].tolist() == [255, 255, 255]  # no chip there
+
+
+def test_compare_prints_every_decidable_overlap_with_the_models_tile_scores(run, capsys):
+    _, paths, _, _, _ = run
+    a, b = paths["images_dir"] / "a00000001.jpg", paths["images_dir"] / "a00000002.jpg"
+    assert cli.main(["compare", str(a), str(b), "--model", str(paths["model_path"]), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in text.splitlines() if re.match(r"\s+\d\d\s", line)}
+    assert set(rows) == set(TAGS)  # textured sea: every overlap decidable
+    model = load_dupnet(paths["model_path"], "cpu")
+    ta, tb = cut_tiles(read_chip(a)), cut_tiles(read_chip(b))
+    pairs = tag_tile_pairs("18")
+    want = predict(model, np.stack([ta[i] for i, _ in pairs]), np.stack([tb[j] for _, j in pairs]))
+    got = [float(x.split(":")[1]) for x in rows["18"].split()[7:]]
+    assert np.allclose(got, want, atol=1e-3)
+    best = max(rows, key=lambda t: float(rows[t].split()[4]))
+    assert f"best: tag {best} " in text
+
+
+def test_compare_names_an_unreadable_chip(run, tmp_path, caplog):
+    _, paths, _, _, _ = run
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert cli.main(["compare", str(bad), str(paths["images_dir"] / "a00000001.jpg"),
+                     "--model", str(paths["model_path"])]) == 2
+    assert "x.jpg: not a JPEG" in caplog.text
+
+
+def test_truth_scores_are_unaffected_by_discovery(run):
+    root, _, _, metrics, _ = run
+    scores = pd.read_parquet(root / "eval" / "scores.parquet")
+    assert metrics["n_overlaps"] == len(scores)
