@@ -11,6 +11,7 @@ from tiledup.candidates import (CANDIDATE_SCHEMA, TileHashes, candidates, candid
                                 tile_offsets, complexity)
 from tiledup.grid import GRID, N_TILES, OFFSETS, TAGS, offset_tag, partner_tag, tag_offset, tag_tile_pairs
 from tiledup.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
+from tiledup.tiles import DIGEST
 from tiledup.truth import canonical
 
 
@@ -191,7 +192,7 @@ def test_find_candidates_reads_shards_and_writes_the_table(tmp_path):
         table = pa.table({
             "image_id": pa.array(h.image_ids[h.image[rows]], pa.string()),
             "tile": pa.array(h.tile[rows], pa.int8()),
-            "md5": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(rows),
+            DIGEST: pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(rows),
                                                        [None, pa.py_buffer(h.digest[rows].tobytes())]),
             "bmh": pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows),
                                                        [None, pa.py_buffer(h.bmh[rows].tobytes())]),

@@ -88,6 +88,9 @@ def make_case(root, seed=0):
 
     layout = root / "layout.parquet"
     pq.write_table(pa.table({"image_id": [c[0] for c in CHIPS], "scene": [c[1] for c in CHIPS],
+                             "pass": pa.array([c[2] for c in CHIPS], pa.int32()),
+                             "row": pa.array([c[3] for c in CHIPS], pa.int32()),
+                             "col": pa.array([c[4] for c in CHIPS], pa.int32()),
                              "kind": ["bright water" if c[1] == "sea" else "overcast bright water" for c in CHIPS]}),
                    layout)
 

@@ -11,6 +11,7 @@ import pytest
 from tiledup.candidates import TileHashes
 from tiledup.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
 from tiledup.grid import N_TILES, offset_tag
+from tiledup.tiles import DIGEST
 from tiledup.truth import canonical
 from tiledup.verify import OVERLAP_SCHEMA
 
@@ -155,7 +156,7 @@ def test_groups_rule_writes_its_three_files(tmp_path):
             rows.append((image, t, hashlib.md5(f"{image}{t}".encode()).digest()))
     tiles = tmp_path / "000.parquet"
     pq.write_table(pa.table({"image_id": [r[0] for r in rows], "tile": pa.array([r[1] for r in rows], pa.int8()),
-                             "md5": pa.array([r[2] for r in rows], pa.binary(16)),
+                             DIGEST: pa.array([r[2] for r in rows], pa.binary(16)),
                              "bmh": pa.array([bytes(32)] * len(rows), pa.binary(32)),
                              "solid": [False] * len(rows)}), tiles)
     ov = [overlap("0.jpg", "1.jpg", 0, 1, 0.9), overlap("1.jpg", "2.jpg", 1, 0, 0.8),

@@ -131,7 +131,8 @@ def cmd_evaluate(a, opts):
     _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
-          layout_path=a.layout or None, discovery_paths=discovery if given else None)
+          layout_path=a.layout or None, discovery_paths=discovery if given else None,
+          evidence=_options(a.evidence))
 
 
 def cmd_candidates(a, opts):
@@ -144,7 +145,7 @@ def cmd_verify(a, opts):
     from .verify import verify
 
     _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
-          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth)
+          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_options(a.evidence))
 
 
 def cmd_groups(a, opts):
@@ -170,6 +171,7 @@ def version() -> str:
         return f"{__version__} (not installed)"
 
 
+EVIDENCE_HELP = "the `evidence` config block as one JSON object: which tile pairs with a solid side are evidence"
 OPTIONS_HELP = "the `{}` config block as one JSON object (keys as in config/config.yaml; default: its defaults)"
 
 
@@ -286,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verified", default="", help="discovery: verify's overlaps table")
     s.add_argument("--groups", default="", help="discovery: the groups table (figures and mosaics)")
     s.add_argument("--conflicts", default="", help="discovery: the groups rule's conflicts table")
+    s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
 
     s = command("candidates", cmd_candidates, "find candidate overlaps across all shards (hash search + lattice)",
@@ -306,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
     s.add_argument("--out", required=True, help="overlaps table (Parquet) to write")
     s.add_argument("--truth", required=True, help="dup_truth file of the decisions to write")
+    s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
 
     s = command("groups", cmd_groups, "join duplicates into groups with mosaic positions; write a leak-free split",
                 "Join the duplicate overlaps into groups (strongest first, refusing an edge that would "

@@ -32,7 +32,7 @@ def compare(path_a, path_b, model_path, *, device: str = "auto", batch_size: int
         cols = tile_chip(image)  # RejectedImage (a TiledupError) names the file
         for t in range(len(cols["solid"])):
             tables[(image, t)] = {"bmh": cols["bmh"][t].tobytes(), "bmh96": cols["bmh96"][t].tobytes(),
-                                  "solid": bool(cols["solid"][t])}
+                                  "solid": bool(cols["solid"][t]), "dominant": cols["dominant"][t]}
     overlaps = pd.DataFrame({"img1": a, "img2": b, "tag": list(TAGS)})
     model = load_dupnet(model_path, device)
     # absolute paths as image ids: the cache joins them to "/" unchanged
@@ -65,7 +65,7 @@ def report(path_a, path_b, scored: pd.DataFrame, pairs: pd.DataFrame, threshold:
         lines.append(f"best: tag {best.tag} (image 2 at {best.dr:+d}, {best.dc:+d} tiles), DupNet {best.dupnet:.3f}: "
                      f"{verdict} at threshold {threshold}")
     else:
-        lines.append("no overlap of these chips has an informative tile pair (all solid on both sides)")
+        lines.append("no overlap of these chips has a tile pair that is evidence either way")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ duplicate only if every tile pair is, so its score is the minimum over its
 evidence pairs, for every method (all are similarities).
 
 The evidence rule, the same for every method (`EVIDENCE_DEFAULTS`, config
-`evaluate.evidence`):
+`evidence`):
 
 - both tiles textured: evidence, scored by each method;
 - both solid, colours more than `colour_levels` apart in some channel:
@@ -156,17 +156,17 @@ EVIDENCE_DEFAULTS = {
 
 
 def check_evidence(options: dict | None) -> dict:
-    """Config `evaluate.evidence` merged over EVIDENCE_DEFAULTS; unknown keys and bad values are errors."""
+    """Config `evidence` merged over EVIDENCE_DEFAULTS; unknown keys and bad values are errors."""
     options = options or {}
     unknown = set(options) - set(EVIDENCE_DEFAULTS)
     if unknown:
-        raise TiledupError(f"evaluate.evidence: unknown key(s) {sorted(unknown)}; known: {sorted(EVIDENCE_DEFAULTS)}")
+        raise TiledupError(f"evidence: unknown key(s) {sorted(unknown)}; known: {sorted(EVIDENCE_DEFAULTS)}")
     e = {**EVIDENCE_DEFAULTS, **options}
     for key in ("colour_levels", "clip_levels", "flat_levels", "noise_levels"):
         if not 0 <= e[key] <= 255:
-            raise TiledupError(f"evaluate.evidence.{key} {e[key]} must be within 0..255")
+            raise TiledupError(f"evidence.{key} {e[key]} must be within 0..255")
     if not (isinstance(e["min_pixels"], int) and e["min_pixels"] >= 1):
-        raise TiledupError(f"evaluate.evidence.min_pixels {e['min_pixels']} must be an integer >= 1")
+        raise TiledupError(f"evidence.min_pixels {e['min_pixels']} must be an integer >= 1")
     return e
 
 

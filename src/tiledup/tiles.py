@@ -28,7 +28,7 @@ from .progress import Progress
 
 log = logging.getLogger(__name__)
 
-# The tile table's pixel-digest column; readers name it through this constant only.
+# The tile table's pixel-digest column: XXH3-128 of the tile's RGB bytes, row-major H x W x 3.
 DIGEST = "xxh3_128"
 
 TILE_SCHEMA = pa.schema([

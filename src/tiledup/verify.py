@@ -71,8 +71,11 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
            batch_size: int = 64, device: str = "auto", dupnet_threshold: float = 0.5,
-           chunk: int = 500) -> pd.DataFrame:
-    """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt."""
+           chunk: int = 500, evidence: dict | None = None) -> pd.DataFrame:
+    """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt.
+
+    Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation).
+    """
     from .model import load_dupnet
 
     if not (isinstance(dupnet_threshold, (int, float)) and 0 <= dupnet_threshold <= 1):
@@ -103,7 +106,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
         hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
         cache.expect(name_of[c] for c in hold)
         held |= hold
-        scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size)
+        scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence)
         parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
         finished = {c for c in held if last_chunk[c] == k}
         cache.release(name_of[c] for c in finished)

@@ -25,6 +25,7 @@ rule verify:
     params:
         images=IMAGES,
         options=options("verify"),
+        evidence=options("evidence"),
     threads: 2
     resources:
         gpu=1,
@@ -35,7 +36,8 @@ rule verify:
     shell:
         "tiledup verify --candidates {input.candidates} --images {params.images:q}"
         " --model {input.model} --tiles {input.tiles} --out {output.overlaps}"
-        " --truth {output.truth} --options {params.options:q} > {log} 2>&1"
+        " --truth {output.truth} --evidence {params.evidence:q}"
+        " --options {params.options:q} > {log} 2>&1"
 
 
 rule groups:

@@ -25,6 +25,7 @@ rule evaluate:
         layout=optional_input("layout"),
         out_dir=output_dir("metrics"),
         options=options("evaluate"),
+        evidence=options("evidence"),
     threads: 2
     resources:
         gpu=1,
@@ -39,4 +40,4 @@ rule evaluate:
         " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --candidates {input.candidates} --verified {input.verified} --groups {input.groups}"
         " --conflicts {input.conflicts}"
-        " --options {params.options:q} > {log} 2>&1"
+        " --evidence {params.evidence:q} --options {params.options:q} > {log} 2>&1"
