@@ -344,7 +344,7 @@ def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
 
 
 @pytest.mark.parametrize("edit, names", [
-    ("--config bogus=1", ["unknown key `bogus`", "allowed keys at the top level: demo, evaluate, images, "]),
+    ("--config bogus=1", ["unknown key `bogus`", "allowed keys at the top level: candidates, demo, evaluate, evidence, groups, images, "]),
     ("tiles:\n  noise_level: 3\n", ["unknown key `tiles.noise_level` (did you mean `tiles.noise_levels`?)",
                                    "allowed keys in `tiles`: ", "noise_levels"]),
     ("train:\n  epochs: five\n", ["`train.epochs` must be an integer >= 1; got 'five'"]),

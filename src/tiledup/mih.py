@@ -25,6 +25,8 @@ from itertools import combinations
 
 import numpy as np
 
+from .progress import Progress
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 21  # colliding pairs verified at once (bounds memory: ~100 bytes per pair)
@@ -159,7 +161,7 @@ MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0
 
 
 def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarray | None = None,
-               per_key: int = 2, progress_seconds: float = 30.0) -> Matches:
+               per_key: int = 2) -> Matches:
     """Every pair of rows of `codes` ((n, bytes) uint8) within `radius` bits, except pairs of one group.
 
     per_key: blocks per table key (m = radius + per_key blocks, C(m, per_key) tables). 2 keeps
@@ -167,7 +169,7 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     many bits (near-identical ones) rather than every code sharing two short blocks.
     group: optional (n,) ints; rows of one group (tiles of one chip) are never paired.
     """
-    start = last = time.perf_counter()
+    start = time.perf_counter()
     n, nbytes = codes.shape
     bits = 8 * nbytes
     if radius < 0 or not 2 <= per_key <= len(MIX) or radius + per_key > bits:
@@ -183,7 +185,8 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     collisions = skipped = 0
     crowded = np.zeros(n, bool)
     tables = list(combinations(range(m), per_key))
-    for t, combo in enumerate(tables):
+    progress = Progress(f"hash search within {radius} bits", len(tables), "tables", log=log)
+    for combo in tables:
         key, exact = _key(blk, combo, width)
         if not exact or width[list(combo)].sum() + row_bits <= 64:
             # key (a mixed key: its top bits) and row packed into one word: one sort, ~10x faster
@@ -213,11 +216,8 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
-        now = time.perf_counter()
-        if now - last >= progress_seconds:
-            last = now
-            log.info("hash search: table %d/%d, %d matches so far, %.0f s", t + 1, len(tables),
-                     sum(map(len, found_i)), now - start)
+        progress.update()
+    progress.done()
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
     return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
                    collisions, skipped, crowded, time.perf_counter() - start)

@@ -31,6 +31,7 @@ import pyarrow as pa
 from .errors import TiledupError
 from .io import read_parquets, read_table, write_parquet, write_text
 from .overlaps import TILE_COLUMNS, ChipCache, score_overlaps, tile_lookup
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +100,20 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
     names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
     name_of = dict(zip(codes, names))
-    parts, held, done, last = [], set(), 0, start
-    for k in range(int(chunk_of.max()) + 1 if n else 0):
-        part = cands[chunk_of == k].reset_index(drop=True)
-        used = set(codes[:n][chunk_of == k]) | set(codes[n:][chunk_of == k])
-        hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
-        cache.expect(name_of[c] for c in hold)
-        held |= hold
-        scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence)
-        parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
-        finished = {c for c in held if last_chunk[c] == k}
-        cache.release(name_of[c] for c in finished)
-        held -= finished
-        done += len(part)
-        now = time.perf_counter()
-        if now - last >= 30 or done == n:
-            last = now
-            rate = done / max(now - start, 1e-9)
-            log.info("verified %d/%d overlaps (%.1f/s, about %.0f s left), %d chips in memory", done, n,
-                     rate, (n - done) / rate, len(cache.chips))
+    parts, held = [], set()
+    with Progress("verify", n, "overlaps", log=log) as progress:
+        for k in range(int(chunk_of.max()) + 1 if n else 0):
+            part = cands[chunk_of == k].reset_index(drop=True)
+            used = set(codes[:n][chunk_of == k]) | set(codes[n:][chunk_of == k])
+            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
+            cache.expect(name_of[c] for c in hold)
+            held |= hold
+            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence)
+            parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
+            finished = {c for c in held if last_chunk[c] == k}
+            cache.release(name_of[c] for c in finished)
+            held -= finished
+            progress.update(len(part))
     scored = pd.concat(parts, ignore_index=True) if parts else _empty(cands)
     scored = scored.sort_values(["img1", "img2", "tag"], ignore_index=True)
     out = overlaps_table(scored, dupnet_threshold)
