@@ -106,9 +106,9 @@ def test_augmentations_keep_labels_and_duplicates_aligned(tmp_path, airbus_chips
         ds.epoch = epoch
         for i, (image_id, t1, t2) in enumerate(rows):
             x, y = ds[i]
-            assert x.shape == (6, 256, 256) and x.dtype.is_floating_point is False
+            assert x.shape == (256, 256, 6) and x.dtype.is_floating_point is False
             assert float(y) == float(t1 == t2), f"row {i} ({image_id}) label changed"
-            corr = np.mean([np.corrcoef(x[c].flatten().numpy(), x[c + 3].flatten().numpy())[0, 1]
+            corr = np.mean([np.corrcoef(x[..., c].flatten().numpy(), x[..., c + 3].flatten().numpy())[0, 1]
                             for c in range(3)])
             if t1 == t2:  # still the same pixels up to colour and JPEG noise: not misaligned
                 assert corr > 0.8, f"row {i} ({image_id}): duplicate decorrelated to {corr:.2f}"

@@ -73,3 +73,28 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(TiledupError, match="not a torch device"):
         resolve_device("abacus")
+
+
+@pytest.mark.parametrize("cfg", [{"residual": True}, {"residual": True, "fine": 2}, {"normalize": "fixed"}])
+def test_folded_stem_equals_the_explicit_residual_input(cfg):
+    """forward folds [x, x1 - x2] into the stem weights and works a few pairs at a time: same logits
+    as the plain definition (normalise, concatenate the residual, convolve) on a batch larger than a chunk."""
+    torch.manual_seed(2)
+    net = DupNet(width=8, depth=1, **cfg).eval()
+    x = torch.randint(0, 256, (5, 6, 256, 256), dtype=torch.uint8)
+    if net.config["normalize"] == "tile":
+        var, mean = torch.var_mean(x[:, :, ::4, ::4].float(), dim=(2, 3), keepdim=True)
+        xn = (x.float() - mean) / (var.sqrt() + 2.0)
+        stats = torch.cat([mean.flatten(1) / 127.5 - 1.0, torch.log1p(var.sqrt().flatten(1)) / 4], 1)
+    else:
+        xn, stats = x.float() / 127.5 - 1.0, None
+    residual = xn[:, :3] - xn[:, 3:]
+    with torch.no_grad():
+        f = net.stem(torch.cat([xn, residual], 1) if net.config["residual"] else xn)
+        if net.fine is not None:
+            r = net.fine(residual)
+            f = torch.cat([f, torch.nn.functional.avg_pool2d(r, 4), torch.nn.functional.max_pool2d(r, 4)], 1)
+        f = net.features(f)
+        f = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))] + ([stats] if stats is not None else []), 1)
+        expected = net.head(f).squeeze(1)
+        assert torch.allclose(net(x), expected, atol=1e-4), (net(x), expected)

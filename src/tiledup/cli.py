@@ -15,6 +15,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 from importlib import metadata
 
@@ -335,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # PyTorch's OpenMP threads spin while they wait for each other; beside loader workers or other
+    # users' jobs that spinning takes the cores the work needs (training 3-4x slower on 2 shared
+    # cores, benchmarks/bench_train.py). Set before torch is imported; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

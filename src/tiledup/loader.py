@@ -74,7 +74,11 @@ def training_pair(t1: np.ndarray, t2: np.ndarray, is_dup: bool, rng: np.random.G
 
 
 class PairDataset(Dataset):
-    """Row i -> (uint8 (6, 256, 256) tensor: tile1 RGB then tile2 RGB after augmentation, float label)."""
+    """Row i -> (uint8 (256, 256, 6) tensor: tile1 RGB then tile2 RGB after augmentation, float label).
+
+    Channels last, as the tiles are in memory: a batch (N, 256, 256, 6) is DupNet's (N, 6, 256, 256)
+    input by a permuted view (`as_input`), with no transposing copy in the loader.
+    """
 
     def __init__(self, pairs: dict[str, np.ndarray], images_dir: str | Path, *, seed: int,
                  stream: int, augment: dict | None, another_time: dict | None = None):
@@ -102,8 +106,12 @@ class PairDataset(Dataset):
         """key = row index, or (epoch, row) as the EpochSampler yields."""
         epoch, i = key if isinstance(key, tuple) else (None, key)
         t1, t2 = self.pair(i, epoch)
-        x = np.concatenate([t1, t2], axis=2).transpose(2, 0, 1)  # (256, 256, 6) -> (6, 256, 256)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(self.labels[i])
+        return torch.from_numpy(np.concatenate([t1, t2], axis=2)), torch.tensor(self.labels[i])
+
+
+def as_input(batch: torch.Tensor) -> torch.Tensor:
+    """A loader batch (N, H, W, 6) -> DupNet's input (N, 6, H, W), a channels-last view."""
+    return batch.permute(0, 3, 1, 2)
 
 
 def _init_worker(command_pid: int, worker_id: int) -> None:

@@ -45,7 +45,7 @@ from .another_time import check_another_time
 from .augment import check_augment
 from .errors import TiledupError
 from .io import atomic_path, atomic_paths, write_text
-from .loader import TRAIN_STREAM, VAL_STREAM, PairDataset, check_images, make_loader, read_pairs
+from .loader import TRAIN_STREAM, VAL_STREAM, PairDataset, as_input, check_images, make_loader, read_pairs
 from .model import MODEL_DEFAULTS, DupNet, _autocast, resolve_device, save_dupnet
 from .progress import Progress
 
@@ -64,7 +64,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
           another_time: dict | None = None) -> dict:
     """Train DupNet on the train table, select by the val table; returns the best epoch's history row.
 
-    Keywords = the `train` config block; `workers` = DataLoader processes (and CPU threads).
+    Keywords = the `train` config block; `workers` = DataLoader processes (and twice the model's CPU threads).
     """
     out_dir = Path(out_dir)
     unknown_model = set(model or {}) - set(MODEL_DEFAULTS)
@@ -88,7 +88,10 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     check_images(va, images_dir, val_path)
 
     dev = resolve_device(device)
-    torch.set_num_threads(max(1, workers))
+    # The loader workers (one process each) take about as much CPU per pair as the model: the model
+    # gets half the cores. More threads than cores left over make PyTorch's threads spin-wait for
+    # each other: with 2 threads beside 2 workers on 2 cores an epoch took 4x as long (README).
+    torch.set_num_threads(max(1, workers // 2))
     torch.backends.cudnn.benchmark = False  # cudnn autotuning picks kernels non-deterministically
     torch.backends.cudnn.deterministic = True
     signature = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
@@ -200,7 +203,7 @@ def _run(net, loader, loss_fn, dev, opt, progress=None) -> tuple[float, float]:
     total_loss, correct, n = 0.0, 0, 0
     try:
         for x, y in loader:
-            x = x.to(dev, non_blocking=True)  # (B, 6, 256, 256) uint8
+            x = as_input(x.to(dev, non_blocking=True))  # (B, 256, 256, 6) -> (B, 6, 256, 256) uint8
             y = y.to(dev, non_blocking=True)  # (B,) float
             with _autocast(dev):
                 logits = net(x)  # (B,)
