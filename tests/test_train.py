@@ -138,25 +138,24 @@ def test_bad_input_is_named(tables, real_data, tmp_path, airbus_chips):
         train(*tables, images, tmp_path / "junk", workers=0, epochs=1, **TINY)
 
 
-def test_recorded_log_keeps_the_earlier_part_while_resume_pt_exists(tmp_path, capfd):
-    import logging
-
+def test_resume_log_keeps_the_earlier_part_of_this_training_only(tables, real_data, tmp_path, capfd):
+    """An extended run repeats the earlier runs' lines in its log; a run of another config does not."""
     from tiledup.train import recorded_log
 
-    log = logging.getLogger("tiledup.train")
-    with recorded_log(tmp_path):
-        log.warning("epoch 1 of the first run")
-    (tmp_path / "resume.pt").write_bytes(b"checkpoint")  # the first run left a checkpoint
-    capfd.readouterr()
-    with recorded_log(tmp_path):
-        log.warning("epoch 2 after resuming")
-    err = capfd.readouterr().err
-    assert err.index("earlier runs of this training") < err.index("epoch 1 of the first run") < err.index("this run")
-    text = (tmp_path / "resume.log").read_text()
-    assert text.index("epoch 1 of the first run") < text.index("epoch 2 after resuming")
-    (tmp_path / "resume.pt").unlink()  # starting over: a new record
-    with recorded_log(tmp_path):
-        log.warning("a fresh start")
-    assert "epoch 1" not in (tmp_path / "resume.log").read_text()
-    assert "earlier runs" not in capfd.readouterr().err
+    images, opts = real_data / "airbus_samples", dict(TINY, model={"width": 4, "depth": 1})
+    logging.getLogger("tiledup").setLevel(logging.INFO)
+
+    def run(**changes):
+        capfd.readouterr()
+        with recorded_log(tmp_path) as record:
+            train(*tables, images, tmp_path, workers=0, record=record, **{**opts, "epochs": 1, **changes})
+        return capfd.readouterr().err, (tmp_path / "resume.log").read_text()
+
+    _, first = run()
+    assert "epoch 1:" in first and "earlier runs" not in first
+    err, log = run(epochs=2)  # extended: resumes from the finished checkpoint
+    assert err.index("earlier runs of this training") < err.index("this run") and first in err
+    assert log.startswith(first) and "epoch 2:" in log and "resuming" in log
+    err, log = run(seed=5)  # another config: starts over, a new record
+    assert "earlier runs" not in err and "epoch 2:" not in log and "starting over" in log
     assert not [h for h in logging.getLogger().handlers if getattr(h, "baseFilename", "").endswith("resume.log")]

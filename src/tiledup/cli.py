@@ -116,9 +116,9 @@ def cmd_dataset(a, opts):
 def cmd_train(a, opts):
     from .train import recorded_log, train
 
-    with recorded_log(a.out_dir):
+    with recorded_log(a.out_dir) as record:
         _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
-              out_dir=a.out_dir, workers=a.workers)
+              out_dir=a.out_dir, workers=a.workers, record=record)
 
 
 def cmd_evaluate(a, opts):

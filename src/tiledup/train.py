@@ -13,7 +13,8 @@ previous model, history and curves stay in place.
 resume.log beside resume.pt records the log lines of every run since the
 checkpoint was first written (`tiledup train` runs inside recorded_log); a
 resumed run first repeats them, so its log holds the whole training, not only
-its last part (Snakemake starts the workflow's log file afresh each run).
+its last part (Snakemake starts the workflow's log file afresh each run). A
+run that starts over (another config) drops them: they belong to another training.
 
 A changed config meets an existing resume.pt as follows. `epochs`,
 `early_stop`, `device`, `eval_batch_size` and the worker count may change
@@ -61,10 +62,11 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
           lr: float = 0.002, weight_decay: float = 0.0001, early_stop: int = 2,
           plateau_patience: int = 1, plateau_factor: float = 0.5, min_lr: float = 1e-5,
           model: dict | None = None, augment: dict | None = None,
-          another_time: dict | None = None) -> dict:
+          another_time: dict | None = None, record: ResumeLog | None = None) -> dict:
     """Train DupNet on the train table, select by the val table; returns the best epoch's history row.
 
-    Keywords = the `train` config block; `workers` = DataLoader processes (and twice the model's CPU threads).
+    Keywords = the `train` config block; `workers` = DataLoader processes (and twice the model's CPU
+    threads); `record` = recorded_log's ResumeLog, told whether the run resumed.
     """
     out_dir = Path(out_dir)
     unknown_model = set(model or {}) - set(MODEL_DEFAULTS)
@@ -106,14 +108,17 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                                                        patience=plateau_patience, min_lr=min_lr)
     state = {"history": [], "best": None, "best_loss": math.inf, "stale": 0, "finished": False}
     ckpt_path = out_dir / RESUME
-    if ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path, signature)
-        if ckpt is not None:
-            net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            state = ckpt["state"]
-            log.info("resuming from %s after epoch %d", ckpt_path, len(state["history"]))
+    ckpt = _load_checkpoint(ckpt_path, signature) if ckpt_path.exists() else None
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        if record:
+            record.resumed()
+        log.info("resuming from %s after epoch %d", ckpt_path, len(state["history"]))
+    elif record:
+        record.started_over()
 
     train_set = PairDataset(tr, images_dir, seed=seed, stream=TRAIN_STREAM, augment=augment_cfg,
                             another_time=retime_cfg)
@@ -173,23 +178,42 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     return best
 
 
+class ResumeLog:
+    """resume.log of one `tiledup train` run; train() says whether it resumed (see recorded_log)."""
+
+    def __init__(self, path: Path, earlier: str, handler: logging.Handler):
+        self.path, self.earlier, self.handler = path, earlier, handler
+
+    def resumed(self) -> None:
+        """The checkpoint continues: repeat the earlier runs' lines in this run's log."""
+        if self.earlier:
+            sys.stderr.write(f"---- earlier runs of this training ({self.path}) ----\n{self.earlier}"
+                             "---- this run ----\n")
+            sys.stderr.flush()
+
+    def started_over(self) -> None:
+        """Another training replaces the checkpoint: its lines leave resume.log."""
+        if self.earlier:
+            self.handler.flush()
+            text = self.path.read_text()[len(self.earlier):]
+            self.path.write_text(text)  # the handler appends (O_APPEND) after it
+            self.earlier = ""
+
+
 @contextlib.contextmanager
 def recorded_log(out_dir):
-    """Also log to resume.log while training: appended while resume.pt exists (a resumed or
-    extended run, whose log first repeats the earlier part), started afresh otherwise."""
+    """Also log to resume.log while training, yielding its ResumeLog. While resume.pt exists the
+    lines are appended (kept if the run is killed before it knows whether it resumes); train()
+    then repeats them in this run's log, or drops them when it starts over."""
     path = Path(out_dir) / RESUME_LOG
-    resuming = (Path(out_dir) / RESUME).exists()
-    if resuming and path.exists():
-        sys.stderr.write(f"---- earlier runs of this training ({path}) ----\n{path.read_text()}"
-                         "---- this run ----\n")
-        sys.stderr.flush()
+    earlier = path.read_text() if (Path(out_dir) / RESUME).exists() and path.exists() else ""
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    handler = logging.FileHandler(path, mode="a" if resuming else "w")
+    handler = logging.FileHandler(path, mode="a" if earlier else "w")
     handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
     root.addHandler(handler)
     try:
-        yield path
+        yield ResumeLog(path, earlier, handler)
     finally:
         root.removeHandler(handler)
         handler.close()
