@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -155,3 +156,25 @@ def test_loader_workers_do_not_change_the_stream(tmp_path, airbus_chips, real_da
 def test_bad_augment_options_are_named(options, message):
     with pytest.raises(TiledupError, match=message):
         check_augment(options)
+
+
+def _changed_hls_channels(before: np.ndarray, after: np.ndarray) -> int:
+    """How many of hue, lightness, saturation an edit moved (mean over the tile > 1.5 units)."""
+    a, b = (cv2.cvtColor(x, cv2.COLOR_RGB2HLS_FULL).astype(np.int16) for x in (before, after))
+    d = np.abs(a - b)
+    d[..., 0] = np.minimum(d[..., 0], 256 - d[..., 0])  # hue wraps around
+    return int((d.reshape(-1, 3).mean(0) > 1.5).sum())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_hls_edit_changes_up_to_hls_channels_of_hue_lightness_saturation(channels):
+    # mid-tone colours, where an edit of one of hue / lightness / saturation leaves the others in place
+    tile = np.random.default_rng(0).integers(60, 190, (256, 256, 3)).astype(np.uint8)
+    options = dict(NO_PHOTO, hls_p=1.0, hue=30, lightness=40, saturation=40, hls_channels=channels)
+    seen = []
+    for seed in range(40):
+        a, b = augment_pair(tile, tile, np.random.default_rng(seed), **options)
+        views = [dihedral(tile, k) for k in range(8)]  # the unedited side is one of them
+        edited, other = (a, b) if any(np.array_equal(b, v) for v in views) else (b, a)
+        seen.append(_changed_hls_channels(other, edited))
+    assert max(seen) <= channels and max(seen) == channels, seen

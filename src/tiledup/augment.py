@@ -21,6 +21,7 @@ AUGMENT_DEFAULTS = {
     "hue": 10,  # degrees
     "lightness": 20,  # percent
     "saturation": 20,  # percent
+    "hls_channels": 1,  # an HLS edit changes 1 to hls_channels of hue, lightness, saturation at once
     "offset_p": 0.5,  # probability that one side gets a per-channel brightness offset
     "offset": 8.0,  # standard deviation of that offset, in levels (0-255 scale)
 }
@@ -85,6 +86,8 @@ def check_augment(options: dict) -> dict:
     for key in ("jpeg_p", "hls_p", "offset_p"):
         if not 0 <= a[key] <= 1:
             raise TiledupError(f"train.augment.{key} {a[key]} must be a probability (0..1)")
+    if a["hls_channels"] not in (1, 2, 3):
+        raise TiledupError(f"train.augment.hls_channels {a['hls_channels']} must be 1, 2 or 3")
     if a["offset"] < 0:
         raise TiledupError(f"train.augment.offset {a['offset']} must be >= 0")
     return a
@@ -98,7 +101,7 @@ def channel_offset(rgb: np.ndarray, offsets) -> np.ndarray:
 
 def augment_pair(t1: np.ndarray, t2: np.ndarray, rng: np.random.Generator, *, jpeg_p: float,
                  jpeg_quality, hls_p: float, hue: float, lightness: float, saturation: float,
-                 offset_p: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+                 offset_p: float, offset: float, hls_channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Augment one tile pair (uint8 RGB, TILE x TILE x 3 each); the label is untouched by design.
 
     Photometric changes (offset, HLS, JPEG) hit each side independently, so the two
@@ -112,9 +115,13 @@ def augment_pair(t1: np.ndarray, t2: np.ndarray, rng: np.random.Generator, *, jp
         sides[s] = channel_offset(sides[s], rng.normal(0, offset, 3))
     if rng.random() < hls_p:
         s = int(rng.integers(2))
-        channel = "HLS"[int(rng.integers(3))]
-        top = {"H": hue, "L": lightness, "S": saturation}[channel]
-        sides[s] = hls_shift(sides[s], channel, rng.uniform(-top, top))
+        # GIMP's tool sets all three at once, as a chip's processing may: 1..hls_channels of them,
+        # applied in the tool's order (hue, lightness, saturation)
+        k = int(rng.integers(1, hls_channels + 1)) if hls_channels > 1 else 1
+        # (one channel drawn as before hls_channels existed: the default keeps its random stream)
+        for channel in sorted(rng.choice(3, size=k, replace=False)) if k > 1 else [int(rng.integers(3))]:
+            top = (hue, lightness, saturation)[channel]
+            sides[s] = hls_shift(sides[s], "HLS"[channel], rng.uniform(-top, top))
     for s in range(2):  # last, as a chip's own JPEG save comes after its processing
         if rng.random() < jpeg_p:
             sides[s] = jpeg_roundtrip(sides[s], rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
