@@ -43,6 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from tiledup.tiles import DIGEST
+
 REPO = Path(__file__).resolve().parents[1]
 SCENE = 10  # scene side in tiles: 8 x 8 chip positions
 SHARDS = 64
@@ -185,7 +187,7 @@ def write_shards(folder: Path, ids, image, tile, codes, solid, digest) -> list[P
         binary = lambda a, w: pa.FixedSizeBinaryArray.from_buffers(  # noqa: E731
             pa.binary(w), len(rows), [None, pa.py_buffer(np.ascontiguousarray(a[rows]).tobytes())])
         table = pa.table({"image_id": pa.array(ids[image[rows]], pa.string()), "tile": pa.array(tile[rows]),
-                          "md5": binary(digest, 16), "bmh": binary(codes, 32), "solid": pa.array(solid[rows])})
+                          DIGEST: binary(digest, 16), "bmh": binary(codes, 32), "solid": pa.array(solid[rows])})
         paths.append(folder / f"{shard_name(k)}.parquet")
         pq.write_table(table, paths[-1], compression="zstd")
     return paths

@@ -36,7 +36,7 @@ import scipy.fft
 from .errors import TiledupError
 
 ANOTHER_TIME_DEFAULTS = {
-    "share": 0.5,  # share of non-duplicate rows turned into (tile, altered tile)
+    "share": 0.3,  # share of non-duplicate rows turned into (tile, altered tile)
     "region": 1.0,  # relative weights of the four kinds of change
     "texture": 1.0,
     "objects": 1.0,

@@ -288,7 +288,7 @@ def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_ca
 
 
 def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_complexity: int = 4,
-               strong_ratio: float = 0.25, bucket_cap: int = 32, repeat_cap: int = 128,
+               strong_ratio: float = 0.25, bucket_cap: int = 64, repeat_cap: int = 512,
                max_matches: int = 64, place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
