@@ -291,7 +291,8 @@ timeout 120 "$VENV_BIN/python" "$REPO/tests/cluster/check_run.py" \
 # ---- 7. A training job stopped by scancel, then by its time limit, leaves nothing
 # running on the node, and a re-run resumes from its checkpoint.
 if [ "$TARGET" = all ] && [[ " $CASES " == *" stop "* ]]; then
-    printf 'train:\n  epochs: 50\n  early_stop: 0\n' >"$WORK/longer.yaml"  # extends the run
+    # extends the run far beyond the 1-minute time limit (a tiny epoch takes about a second)
+    printf 'train:\n  epochs: 5000\n  early_stop: 0\n' >"$WORK/longer.yaml"
     for how in scancel timeout; do
         opts=(--set-threads train="$CPUS")
         [ "$how" = timeout ] && opts+=(--set-resources train:runtime=1)
