@@ -151,6 +151,7 @@ def test_loader_workers_do_not_change_the_stream(tmp_path, airbus_chips, real_da
     ({"jpeg_quality": [97, 90]}, "jpeg_quality"),
     ({"hue": 200}, "hue"),
     ({"hls_p": 1.5}, "hls_p"),
+    ({"hls_channels": 4}, "hls_channels"),
     ({"blur": 1}, "unknown"),
 ])
 def test_bad_augment_options_are_named(options, message):
