@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from . import baselines
 from .errors import TiledupError
-from .grid import tag_tile_pairs
+from .grid import GRID, tag_tile_pairs
 from .images import RejectedImage, cut_tiles, read_chip
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ class ChipCache:
                 raise TiledupError(f"{e} (accepted by the tile stage earlier; re-run the workflow)") from None
             self.decodes += 1
             self.chips[image_id] = tiles
-        self.pending[image_id] = self.pending.get(image_id, 1) - 1
-        if self.pending[image_id] <= 0:
-            del self.chips[image_id], self.pending[image_id]
+        self.release((image_id,))
         return tiles
 
 
@@ -171,7 +169,8 @@ def check_evidence(options: dict | None) -> dict:
 
 
 def tile_colour(tile: np.ndarray) -> np.ndarray:
-    """(3,) uint8 per-channel median on every 4th row and column, as the tile table's `dominant`."""
+    """(3,) uint8 per-channel median on every 4th row and column (the tile table's `dominant` takes the
+    lower median of the same samples: they may differ by a level)."""
     return np.median(tile[::4, ::4].reshape(-1, 3), axis=0).astype(np.uint8)
 
 
@@ -296,8 +295,7 @@ def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
         return tiles[tile], hashes[(image_id, tile)]
 
     def colour(image_id, tile):
-        value = tiles_table[(image_id, tile)].get("dominant")
-        return None if value is None else np.frombuffer(value, np.uint8) if isinstance(value, bytes) else value
+        return tiles_table[(image_id, tile)].get("dominant")
 
     scorer = PairScorer(model, batch_size, progress)
     scored_rows = []
@@ -358,8 +356,10 @@ def score_overlaps(overlaps: pd.DataFrame, tiles_table: dict, cache: ChipCache, 
     from .progress import Progress
 
     e = check_evidence(evidence)
-    solid = {k: v["solid"] for k, v in tiles_table.items()}
-    dominant = {k: v["dominant"] for k, v in tiles_table.items()}
+    # only these overlaps' tiles: verify calls this per chunk with the tiles of every candidate
+    keys = [(i, t) for i in set(overlaps.img1) | set(overlaps.img2) for t in range(GRID * GRID)]
+    solid = {k: tiles_table[k]["solid"] for k in keys}
+    dominant = {k: tiles_table[k]["dominant"] for k in keys}
     pairs = expand(overlaps, solid, dominant, e["colour_levels"])
     n_texture = int((pairs.evidence == TEXTURE).sum())
     with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
