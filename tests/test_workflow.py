@@ -99,8 +99,10 @@ def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
     ("candidates:\n  radius: 12\n", {"candidates", "verify", "groups", "evaluate"}),
     ("verify:\n  chunk: 77\n", {"verify", "groups", "evaluate"}),
     ("groups:\n  seed: 3\n", {"groups", "evaluate"}),
+    # the truth is re-checked and re-scored, but nothing is retrained or re-verified
+    ("on_bad_truth: skip\n", {"manifest", "rejects", "truth", "evaluate"}),
 ])
-def test_discovery_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, edit, reruns):
+def test_config_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, edit, reruns):
     (tmp_path / "edit.yaml").write_text(edit)
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), str(tmp_path / "edit.yaml"), "-n")
     jobs = set(planned_jobs(proc)) - {"all"}

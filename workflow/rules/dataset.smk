@@ -3,8 +3,9 @@ rule dataset:
         pairs=expand(f"{RESULTS}/pairs/{{shard}}.parquet", shard=SHARDS),
         layout=LAYOUT or [],
         # Not read: sampling waits for these checks, so no training starts on a
-        # dataset whose images were all rejected or on a bad truth file.
-        checks=[REJECTS, *CHECKED_TRUTH.values()],
+        # dataset whose images were all rejected or on a bad truth file. ancient():
+        # a re-checked truth file (edited, or on_bad_truth changed) must not retrain.
+        checks=[ancient(REJECTS), *map(ancient, CHECKED_TRUTH.values())],
     output:
         train=f"{RESULTS}/dataset/train.parquet",
         val=f"{RESULTS}/dataset/val.parquet",
