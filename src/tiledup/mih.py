@@ -13,7 +13,7 @@ verified collisions, so it grows with the radius; keys of two blocks
 A key shared by more than `bucket_cap` codes (a hash many tiles have: flat
 gradients, repeated texture) is skipped rather than expanded into all its
 pairs; pairs inside it are still found through any other pair of blocks they
-agree on (and then reported from there, once).
+agree on.
 """
 
 from __future__ import annotations
@@ -213,17 +213,11 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             first = np.ones(len(a), bool)
             for rank, k in enumerate(combo, 1):
                 first &= equal[:, k] & (agree[:, k] == rank)
-            # ... unless that first table skipped their bucket: then any later table reports it
-            # (both codes were in the skipped bucket, so crowded is set before this table)
-            first |= crowded[a]
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
         progress.update()
     progress.done()
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
-    i, j, d = cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16)
-    if crowded.any():  # pairs of crowded codes may have been reported by several tables
-        _, once = np.unique(i * n + j, return_index=True)
-        i, j, d = i[once], j[once], d[once]
-    return Matches(i, j, d, len(tables), collisions, skipped, crowded, time.perf_counter() - start)
+    return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
+                   collisions, skipped, crowded, time.perf_counter() - start)
