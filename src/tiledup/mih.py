@@ -12,8 +12,11 @@ verified collisions, so it grows with the radius; keys of two blocks
 
 A key shared by more than `bucket_cap` codes (a hash many tiles have: flat
 gradients, repeated texture) is skipped rather than expanded into all its
-pairs; pairs inside it are still found through any other pair of blocks they
-agree on.
+pairs. A pair is reported only by the first blocks it agrees on, so a pair whose
+first key is such a crowded one is dropped too, even if later blocks agree: the
+codes are common, and searching them further (measured on the default demo)
+doubles the candidates, places chips on the lattice worse and lowers the
+candidate recall (99.72 % -> 99.50 %). `Matches.crowded` marks those codes.
 """
 
 from __future__ import annotations
