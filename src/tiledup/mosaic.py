@@ -9,7 +9,6 @@ each scaled so that its longer side fits `max_side` pixels.
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import simplejpeg
 from .grid import GRID
 from .images import RejectedImage, read_chip
 from .io import read_table
+from .report import _img, gallery
 
 ANCHOR, TITLE = "discovery", "Discovery: candidates, decisions, groups and mosaics"
 
@@ -61,12 +61,12 @@ def mosaics(groups: pd.DataFrame, images_dir, count: int, tile_px: int, max_side
         pic = simplejpeg.encode_jpeg(np.ascontiguousarray(canvas), quality=75, colorspace="RGB")
         note = f", {len(missing)} unreadable" if missing else ""
         items.append(
-            f'<figure style="width:{min(canvas.shape[1], 480)}px"><img alt="group {g}" src="data:image/jpeg;base64,{base64.b64encode(pic).decode()}">'
+            f'<figure style="width:{min(canvas.shape[1], 480)}px">{_img(pic, "image/jpeg", f"group {g}")}'
             f"<figcaption>group {g}: {len(members)} images, {members.row.max() + GRID} x "
             f"{members.col.max() + GRID} tiles{note}</figcaption></figure>")
     if not items:
         return "<p>No group holds two or more images.</p>"
-    return '<div class="gallery">' + "\n".join(items) + "</div>"
+    return gallery(items)
 
 
 def _pct(x) -> str:

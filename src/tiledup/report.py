@@ -36,7 +36,6 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from .grid import CHIP, TILE, partner_tag, tile_rc  # noqa: E402
 from .images import RejectedImage, read_chip  # noqa: E402
 from .io import atomic_path, write_text  # noqa: E402
-from .mosaic import discovery_section as _discovery  # noqa: E402
 from .progress import Progress  # noqa: E402
 
 COLUMNS = [  # (metrics key, header, higher is better)
@@ -498,7 +497,9 @@ def rejects_section(data: ReportData, show: int = 50) -> Section:
 
 def discovery_section(data: ReportData) -> Section | None:
     """Discovery against the truth, and mosaics of the largest duplicate groups (tiledup.mosaic)."""
-    return _discovery(data.extra.get("discovery"), data.images_dir)
+    from .mosaic import discovery_section as section  # mosaic builds on this module's helpers
+
+    return section(data.extra.get("discovery"), data.images_dir)
 
 
 # The page, in order. Add a section with one line: a function (ReportData) -> (id, title, HTML) or None.
