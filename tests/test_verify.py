@@ -144,3 +144,17 @@ def test_truth_scores_are_unaffected_by_discovery(run):
     root, _, _, metrics, _ = run
     scores = pd.read_parquet(root / "eval" / "scores.parquet")
     assert metrics["n_overlaps"] == len(scores)
+
+
+@pytest.mark.parametrize("with_layout", [True, False])
+def test_purity_when_verify_found_no_duplicate(with_layout):
+    """No duplicate found: every chip is its own group, nothing is impure (and nothing crashes)."""
+    from tiledup.discovery import purity
+
+    groups = pd.DataFrame({"image_id": ["a.jpg", "b.jpg"], "group": [0, 1], "row": [0, 0], "col": [0, 0],
+                           "n_images": [1, 1]})
+    overlaps = pd.DataFrame({"img1": ["a.jpg"], "img2": ["b.jpg"], "tag": ["08"], "is_dup": [False]})
+    truth = pd.DataFrame({"img1": ["a.jpg"], "img2": ["b.jpg"], "tag": ["08"], "is_dup": [True]})
+    layout = pd.DataFrame({"image_id": ["a.jpg", "b.jpg"], "scene": [0, 0], "pass": [0, 0]}) if with_layout else None
+    out = purity(groups, overlaps, truth, layout)
+    assert out["n_groups"] == 2 and out["n_multi_image_groups"] == 0 and out["n_impure"] == 0

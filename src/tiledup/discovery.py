@@ -72,7 +72,8 @@ def purity(groups: pd.DataFrame, overlaps: pd.DataFrame, truth: pd.DataFrame, la
     multi = groups[groups.n_images > 1]
     group_of = dict(zip(groups.image_id, groups.group))
     dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
-    inside = dups[[group_of.get(a) == group_of.get(b) for a, b in zip(dups.img1, dups.img2)]]
+    # masks as bool arrays: an empty list would select columns, not rows (no duplicate found)
+    inside = dups[np.array([group_of.get(a) == group_of.get(b) for a, b in zip(dups.img1, dups.img2)], bool)]
     wrong = set(_keys(truth[~truth.is_dup.astype(bool)]))
     listed = set(_keys(truth))
     if layout is not None:
@@ -81,7 +82,7 @@ def purity(groups: pd.DataFrame, overlaps: pd.DataFrame, truth: pd.DataFrame, la
             lambda u: sorted(set(u)))
         impure = units[units.apply(len) > 1]
         # a false duplicate joining two passes of a group explains its impurity
-        joins = inside[[unit.get(a) != unit.get(b) for a, b in zip(inside.img1, inside.img2)]]
+        joins = inside[np.array([unit.get(a) != unit.get(b) for a, b in zip(inside.img1, inside.img2)], bool)]
         detail = {int(g): [f"scene {s} pass {p}" for s, p in us] for g, us in impure.items()}
         rule = "chips of two or more passes (demo layout)"
     else:
