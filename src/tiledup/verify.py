@@ -101,10 +101,14 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
     name_of = dict(zip(codes, names))
     parts, held = [], set()
+    n_chunks = int(chunk_of.max()) + 1 if n else 0
+    order = np.argsort(chunk_of, kind="stable")  # each chunk's rows, in table order, without a scan per chunk
+    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
     with Progress("verify", n, "overlaps", log=log) as progress:
-        for k in range(int(chunk_of.max()) + 1 if n else 0):
-            part = cands[chunk_of == k].reset_index(drop=True)
-            used = set(codes[:n][chunk_of == k]) | set(codes[n:][chunk_of == k])
+        for k in range(n_chunks):
+            rows = order[bounds[k]:bounds[k + 1]]
+            part = cands.iloc[rows].reset_index(drop=True)
+            used = set(codes[rows]) | set(codes[n + rows])
             hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
             cache.expect(name_of[c] for c in hold)
             held |= hold
