@@ -65,7 +65,7 @@ class DupNet(nn.Module):
     """Logit of P(same place, same time) for a 6-channel tile pair (N, 6, H, W), uint8 scale."""
 
     def __init__(self, width: int = 16, depth: int = 3, stem: int = 4, max_width: int = 256,
-                 normalize: str = "tile", residual: bool = False, fine: int = 0):
+                 normalize: str = "tile", residual: bool = True, fine: int = 0):
         super().__init__()
         if (width < 1 or depth < 0 or stem < 1 or max_width < width or normalize not in ("tile", "fixed")
                 or fine < 0):
