@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiledup.candidates import TileHashes
+from tiledup.errors import TiledupError
 from tiledup.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
 from tiledup.grid import N_TILES, offset_tag
 from tiledup.tiles import DIGEST
@@ -102,6 +103,10 @@ def test_exact_duplicates_from_tile_digests():
                    tile=np.array([r[1] for r in rows], np.int8), bmh=np.zeros((len(rows), 32), np.uint8),
                    digest=np.stack([r[2] for r in rows]).view(np.uint64), solid=np.zeros(len(rows), bool))
     assert exact_duplicates(h) == [[0, 2]]  # d differs in one tile: not the same image
+    short = TileHashes(image_ids=h.image_ids, image=h.image[1:], tile=h.tile[1:], bmh=h.bmh[1:],
+                       digest=h.digest[1:], solid=h.solid[1:])  # image a lost its tile 0
+    with pytest.raises(TiledupError, match="9 tiles per image"):
+        exact_duplicates(short)
 
 
 def test_three_passes_of_a_scene_stay_three_groups_despite_wrong_edges():

@@ -57,9 +57,9 @@ LOGGED_CONFLICTS = 20
 def exact_duplicates(h) -> list[list[int]]:
     """Images (indices into h.image_ids) whose 9 tile digests are all equal, as lists of 2 or more."""
     order = np.lexsort((h.tile, h.image))
-    images = h.image[order].reshape(-1, N_TILES)[:, 0]
     if len(order) != N_TILES * len(h.image_ids) or not (h.tile[order].reshape(-1, N_TILES) == np.arange(N_TILES)).all():
         raise TiledupError(f"tile tables: expected {N_TILES} tiles per image")
+    images = h.image[order].reshape(-1, N_TILES)[:, 0]
     chips = np.ascontiguousarray(h.digest[order].reshape(len(images), -1))  # (images, 18) uint64
     _, inverse, counts = np.unique(chips, axis=0, return_inverse=True, return_counts=True)
     same = [np.flatnonzero(inverse == k) for k in np.flatnonzero(counts > 1)]

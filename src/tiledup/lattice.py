@@ -61,12 +61,6 @@ class Lattice:
         roots = self.parent[xs]
         return roots, self.dr[xs], self.dc[xs]
 
-    def relative(self, a: int, b: int) -> tuple[int, int] | None:
-        """(dr, dc) of b relative to a if both are placed in one component, else None."""
-        ra, pr, pc = self.find(a)
-        rb, qr, qc = self.find(b)
-        return (qr - pr, qc - pc) if ra == rb else None
-
     def union(self, a: int, b: int, dr: int, dc: int) -> str:
         """Place b at (dr, dc) from a: 'joined', 'agrees' (already so placed) or 'conflict'."""
         ra, pr, pc = self.find(a)
