@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from tiledup.tiles import DIGEST
+from tiledup.tiles.shard import DIGEST
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = 10  # scene side in tiles: 8 x 8 chip positions
@@ -152,7 +152,7 @@ def planted_overlaps(scene_chips, ids, solid, codes):
     import pandas as pd
 
     from tiledup.grid import OFFSETS, offset_tag, partner_tag, tag_tile_pairs
-    from tiledup.mih import as_words, hamming
+    from tiledup.discovery.hash_search import as_words, hamming
 
     words = as_words(codes.reshape(-1, 32)).reshape(len(codes), 9, -1)
     chips = pd.DataFrame(scene_chips, columns=["s", "p", "r", "c"]).assign(k=np.arange(len(scene_chips)))
@@ -177,7 +177,7 @@ def planted_overlaps(scene_chips, ids, solid, codes):
 
 
 def write_shards(folder: Path, ids, image, tile, codes, solid, digest) -> list[Path]:
-    from tiledup.manifest import shard_name, shard_of
+    from tiledup.tiles.manifest import shard_name, shard_of
 
     shard = np.array([shard_of(i, SHARDS) for i in ids])
     paths = []

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from tiledup.demo import generate
 from tiledup.grid import tag_tile_pairs
-from tiledup.images import cut_tiles, read_chip
+from tiledup.tiles.decode import cut_tiles, read_chip
 
 
 def cpu_seconds() -> float:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tiledup import baselines
-from tiledup.images import cut_tiles, read_chip
-from tiledup.model import MODEL_DEFAULTS, DupNet, load_dupnet, predict
+from tiledup.scoring import baselines
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, load_dupnet, predict
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "airbus_samples"
 

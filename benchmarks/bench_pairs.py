@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tiledup.pairs import make_pairs, pair_shard
+from tiledup.pairs.shard import make_pairs, pair_shard
 
 AIRBUS_IMAGES = 192_556
 

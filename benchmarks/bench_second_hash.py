@@ -28,8 +28,8 @@ def main() -> int:
     a = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     from tiledup.grid import tag_tile_pairs
-    from tiledup.mih import as_words, hamming
-    from tiledup.truth import read_truth
+    from tiledup.discovery.hash_search import as_words, hamming
+    from tiledup.dup_truth import read_truth
 
     tiles = pq.read_table(sorted((a.results / "tiles").glob("*.parquet")),
                           columns=["image_id", "tile", "bmh", "bmh96", "solid"]).to_pandas()

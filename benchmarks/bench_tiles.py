@@ -37,9 +37,10 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from tiledup import hashing, kernels
-from tiledup.images import cut_tiles, decode_chip
-from tiledup.tiles import tile_bytes
+from tiledup.tiles import hashing
+from tiledup.tiles import kernels
+from tiledup.tiles.decode import cut_tiles, decode_chip
+from tiledup.tiles.shard import tile_bytes
 
 AIRBUS_TRAIN_IMAGES = 192_556
 CORES = 2
@@ -51,8 +52,8 @@ import time
 start = time.process_time()
 import cv2, numpy as np, pyarrow, simplejpeg, xxhash
 libraries = time.process_time()
-from tiledup.tiles import tile_bytes
-from tiledup.hashing import hash_tiles
+from tiledup.tiles.shard import tile_bytes
+from tiledup.tiles.hashing import hash_tiles
 hash_tiles(np.zeros((9, 256, 256, 3), np.uint8))
 print(libraries - start, time.process_time() - libraries)
 """

@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
-from tiledup.another_time import another_time, check_another_time
-from tiledup.augment import augment_pair, check_augment
-from tiledup.images import cut_tiles, read_chip
-from tiledup.loader import TRAIN_STREAM, PairDataset, as_input, make_loader, read_pairs
-from tiledup.model import MODEL_DEFAULTS, DupNet, predict
+from tiledup.model.another_time import another_time, check_another_time
+from tiledup.model.augment import augment_pair, check_augment
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.model.loader import TRAIN_STREAM, PairDataset, as_input, make_loader, read_pairs
+from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, predict
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "data" / "airbus_samples"

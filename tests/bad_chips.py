@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-# file name -> the kind of reason the tile stage gives (tiledup.rejects.reason_kind)
+# file name -> the kind of reason the tile stage gives (tiledup.tiles.rejects.reason_kind)
 BAD_CHIPS = {
     "bad000001.jpg": "corrupt JPEG",  # truncated
     "bad000002.jpg": "not a JPEG",  # PNG data named .jpg

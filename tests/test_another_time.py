@@ -8,12 +8,12 @@ positives must keep their pixels aligned through every augmentation.
 import numpy as np
 import pytest
 
-from tiledup.another_time import (ANOTHER_TIME_DEFAULTS, KINDS, MIN_LEVELS, MIN_PIXELS, another_time,
+from tiledup.model.another_time import (ANOTHER_TIME_DEFAULTS, KINDS, MIN_LEVELS, MIN_PIXELS, another_time,
                                   changed_pixels, check_another_time)
-from tiledup.augment import AUGMENT_DEFAULTS, check_augment
-from tiledup.errors import TiledupError
-from tiledup.images import cut_tiles, read_chip
-from tiledup.loader import training_pair
+from tiledup.model.augment import AUGMENT_DEFAULTS, check_augment
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.model.loader import training_pair
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from tiledup import baselines
-from tiledup.images import cut_tiles, read_chip
+from tiledup.scoring import baselines
+from tiledup.tiles.decode import cut_tiles, read_chip
 
 
 def recode(tile, quality=90):

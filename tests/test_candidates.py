@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.candidates import (CANDIDATE_SCHEMA, TileHashes, candidates, candidates_table, find_candidates,
+from tiledup.discovery.candidates import (CANDIDATE_SCHEMA, TileHashes, candidates, candidates_table, find_candidates,
                                 tile_offsets, complexity)
 from tiledup.grid import GRID, N_TILES, OFFSETS, TAGS, offset_tag, partner_tag, tag_offset, tag_tile_pairs
-from tiledup.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
-from tiledup.tiles import DIGEST
-from tiledup.truth import canonical
+from tiledup.discovery.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
+from tiledup.tiles.shard import DIGEST
+from tiledup.dup_truth import canonical
 
 
 def flip(code, bits, rng):

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from tiledup.config import ConfigError, check_config, config_errors, load_schema, schema_path
+from tiledup.run.config import ConfigError, check_config, config_errors, load_schema, schema_path
 
 from workflow import REPO
 

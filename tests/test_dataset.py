@@ -10,10 +10,10 @@ import pytest
 
 from test_pairs import synthetic_tiles, tiles_of_chips
 from tiledup.cli import main
-from tiledup.dataset import SPLITS, build_dataset, check_sample_config
-from tiledup.errors import TiledupError
-from tiledup.manifest import shard_of
-from tiledup.pairs import make_pairs
+from tiledup.pairs.dataset import SPLITS, build_dataset, check_sample_config
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.manifest import shard_of
+from tiledup.pairs.shard import make_pairs
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 

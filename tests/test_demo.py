@@ -12,9 +12,9 @@ from tiledup.cli import main
 from tiledup.demo import generate
 from tiledup.demo.chips import hls_shift
 from tiledup.demo.scene import BORDER_RGB
-from tiledup.errors import TiledupError
+from tiledup.run.errors import TiledupError
 from tiledup.grid import CHIP, TAGS, TILE, tag_tile_pairs
-from tiledup.images import cut_tiles, read_chip
+from tiledup.tiles.decode import cut_tiles, read_chip
 
 # Small but complete: 2 scenes (one overcast), 2 passes each, a border on every pass.
 TINY = dict(scenes=2, scene_rows=5, scene_cols=5, passes_max=2, keep=0.8, border_share=1.0)

@@ -18,15 +18,16 @@ import simplejpeg
 import torch
 
 from tiledup import cli
-from tiledup.errors import TiledupError
-from tiledup.evaluate import evaluate, youden_threshold
-from tiledup.overlaps import METHODS, ChipCache, aggregate, expand, score_pairs
+from tiledup.run.errors import TiledupError
+from tiledup.evaluate.evaluation import youden_threshold
+from tiledup.scoring.overlaps import METHODS, ChipCache, aggregate, expand, score_pairs
 from tiledup.grid import CHIP, TAGS, TILE, offset_tag, tag_offset
-from tiledup.model import DupNet, save_dupnet
-from tiledup.manifest import write_manifest
-from tiledup.rejects import gather_rejects
-from tiledup.tiles import tile_shard
-from tiledup.truth import read_checked, write_checked
+from tiledup.model.dupnet import DupNet, save_dupnet
+from tiledup.tiles.manifest import write_manifest
+from tiledup.tiles.rejects import gather_rejects
+from tiledup.tiles.shard import tile_shard
+from tiledup.dup_truth import read_checked, write_checked
+from tiledup.report.page import evaluate_and_report as evaluate
 
 ALL = (*METHODS, "tree")  # with the combined baseline
 
@@ -176,8 +177,8 @@ def test_youden_threshold():
 
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
-    from tiledup.overlaps import tile_lookup
-    from tiledup.io import read_parquets
+    from tiledup.scoring.overlaps import tile_lookup
+    from tiledup.run.io import read_parquets
 
     tiles = read_parquets(paths["tiles_paths"])
     overlaps, _ = read_checked(paths["overlaps_path"], paths["skipped_path"])
@@ -192,7 +193,7 @@ def test_each_chip_decoded_once(case):
 
 
 def _model(paths):
-    from tiledup.model import load_dupnet
+    from tiledup.model.dupnet import load_dupnet
 
     return load_dupnet(paths["model_path"], "cpu")
 
@@ -349,7 +350,7 @@ def test_counts_add_up_and_errors_csv_lists_every_dupnet_error(case):
 def test_evaluation_logs_progress(case, tmp_path, monkeypatch, caplog):
     import logging
 
-    from tiledup import progress
+    from tiledup.run import progress
 
     monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a line per batch
     caplog.set_level(logging.INFO)

@@ -8,13 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.candidates import TileHashes
-from tiledup.errors import TiledupError
-from tiledup.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
+from tiledup.discovery.candidates import TileHashes
+from tiledup.run.errors import TiledupError
+from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
 from tiledup.grid import N_TILES, offset_tag
-from tiledup.tiles import DIGEST
-from tiledup.truth import canonical
-from tiledup.verify import OVERLAP_SCHEMA
+from tiledup.tiles.shard import DIGEST
+from tiledup.dup_truth import canonical
+from tiledup.discovery.verify import OVERLAP_SCHEMA
 
 
 def overlap(a, b, dr, dc, score, is_dup=None, n_informative=4):

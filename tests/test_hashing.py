@@ -8,8 +8,8 @@ import pytest
 import xxhash
 from PIL import Image
 
-from tiledup.hashing import block_mean_hash, hash_tiles
-from tiledup.images import cut_tiles, decode_chip, read_chip
+from tiledup.tiles.hashing import block_mean_hash, hash_tiles
+from tiledup.tiles.decode import cut_tiles, decode_chip, read_chip
 
 
 def opencv_bmh(tile_rgb):

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from tiledup import grid
-from tiledup.errors import TiledupError
-from tiledup.images import RejectedImage, cut_tiles, decode_chip, read_chip
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.decode import RejectedImage, cut_tiles, decode_chip, read_chip
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tiledup.io import atomic_paths
+from tiledup.run.io import atomic_paths
 
 
 def test_a_set_is_replaced_together_or_not_at_all(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tiledup import kernels
+from tiledup.tiles import kernels
 
 
 def random_tiles(seed, n=3, h=32, w=40, kind="uniform"):

@@ -7,9 +7,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.errors import TiledupError
+from tiledup.run.errors import TiledupError
 from tiledup.grid import TAGS
-from tiledup.manifest import list_images, read_list, shard_name, shard_of, write_manifest
+from tiledup.tiles.manifest import list_images, read_list, shard_name, shard_of, write_manifest
 
 
 def make_images(folder, names):
@@ -23,7 +23,7 @@ IDS = [f"{i * 7919:09x}.jpg" for i in range(40)]
 
 def test_shard_of_is_stable_across_processes():
     here = [shard_of(i, 7) for i in IDS]
-    code = ("import sys; from tiledup.manifest import shard_of; "
+    code = ("import sys; from tiledup.tiles.manifest import shard_of; "
             f"print(' '.join(str(shard_of(i, 7)) for i in {IDS!r}))")
     for seed in ("0", "12345"):  # Python's own str hash is salted per process; ours must not be
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tiledup.mih import as_words, blocks, equal_pairs, hamming, near_pairs
+from tiledup.discovery.hash_search import as_words, blocks, equal_pairs, hamming, near_pairs
 
 
 def codes_with_near_copies(rng, n=1500, flips=30):

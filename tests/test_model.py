@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tiledup.errors import TiledupError
-from tiledup.model import DupNet, load_dupnet, predict, resolve_device, save_dupnet, stack_pair
+from tiledup.run.errors import TiledupError
+from tiledup.model.dupnet import DupNet, load_dupnet, predict, resolve_device, save_dupnet, stack_pair
 
 
 @pytest.mark.parametrize("cfg", [{}, {"width": 8, "depth": 1, "stem": 8}, {"stem": 1, "depth": 0, "width": 4},

@@ -1,4 +1,4 @@
-"""The evidence rule of tiledup.overlaps: which tile pairs count, and for which side.
+"""The evidence rule of tiledup.scoring.overlaps: which tile pairs count, and for which side.
 
 Each kind of pair with a solid side is built from real JPEG round trips (the
 noise a chip carries) and must give the outcome the rule states; a real
@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiledup.augment import jpeg_roundtrip
-from tiledup.errors import TiledupError
+from tiledup.model.augment import jpeg_roundtrip
+from tiledup.run.errors import TiledupError
 from tiledup.grid import TILE, tag_tile_pairs
-from tiledup.hashing import hash_tiles
-from tiledup.images import cut_tiles, read_chip
-from tiledup.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
+from tiledup.tiles.hashing import hash_tiles
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.scoring.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
                               aggregate, check_evidence, expand, score_pairs, solid_evidence)
 
 RNG = np.random.default_rng(7)

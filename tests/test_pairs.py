@@ -8,10 +8,10 @@ import pytest
 import xxhash
 
 from tiledup.cli import main
-from tiledup.errors import TiledupError
-from tiledup.images import cut_tiles, read_chip
-from tiledup.pairs import PAIR_SCHEMA, make_pairs, pair_shard
-from tiledup.tiles import TILE_SCHEMA, tile_shard
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.pairs.shard import PAIR_SCHEMA, make_pairs, pair_shard
+from tiledup.tiles.shard import TILE_SCHEMA, tile_shard
 
 def tiles_of_chips(paths, folder) -> pa.Table:
     """The tile stage's own table of some real chips."""

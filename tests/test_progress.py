@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tiledup import progress as progress_module
-from tiledup.progress import Progress, duration, rate
+from tiledup.run import progress as progress_module
+from tiledup.run.progress import Progress, duration, rate
 
 
 class Clock:
@@ -80,7 +80,7 @@ def test_durations_and_rates():
 
 
 def test_tile_shard_logs_progress(monkeypatch, caplog, airbus_chips, tmp_path):
-    from tiledup.tiles import tile_shard
+    from tiledup.tiles.shard import tile_shard
 
     monkeypatch.setattr(progress_module, "INTERVAL", 0.0)  # a line per image
     listing = tmp_path / "007.txt"

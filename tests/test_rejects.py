@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiledup import cli
-from tiledup.errors import TiledupError
-from tiledup.manifest import shard_name, write_manifest
-from tiledup.rejects import SCHEMA, gather_rejects, reason_kind, show_rejects, summarise
-from tiledup.tiles import tile_shard
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.manifest import shard_name, write_manifest
+from tiledup.tiles.rejects import SCHEMA, gather_rejects, reason_kind, show_rejects, summarise
+from tiledup.tiles.shard import tile_shard
 
 from bad_chips import write_bad_chips
 

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiledup.evaluate import evaluate, method_metrics, overlap_counts, verdict
-from tiledup.overlaps import METHODS
+from tiledup.evaluate.evaluation import method_metrics, overlap_counts, verdict
+from tiledup.scoring.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
-from tiledup.rejects import summarise
-from tiledup.report import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
-                            overlap_box, page, panel, rejects_section, write_report)
+from tiledup.tiles.rejects import summarise
+from tiledup.report.page import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
+                            overlap_box, page, panel, rejects_section, write_report, evaluate_and_report)
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -49,7 +49,7 @@ def test_diverging_map_is_white_at_zero_signed_and_clipped():
 
 
 def test_panel_draws_both_boxes(airbus_chips):
-    from tiledup.images import read_chip
+    from tiledup.tiles.decode import read_chip
 
     a, b = read_chip(airbus_chips[0]), read_chip(airbus_chips[1])
     pic = panel(a, b, "38", thumb=192)
@@ -164,7 +164,7 @@ def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, 
     import inspect
 
     scored, metrics, images = report_inputs
-    defaults = inspect.signature(evaluate).parameters
+    defaults = inspect.signature(evaluate_and_report).parameters
     n_cards = defaults["gallery_errors"].default + defaults["gallery_correct"].default
     thumb = defaults["thumb"].default
     rows = pd.DataFrame({"img1": [p.name for p in airbus_chips[:-1]], "img2": [p.name for p in airbus_chips[1:]],

@@ -1,10 +1,10 @@
-"""tiledup.slurm's reading of SLURM records and sbatch calls, on text SLURM 22.05 printed.
+"""tiledup.run.slurm's reading of SLURM records and sbatch calls, on text SLURM 22.05 printed.
 
 The check itself runs against a real cluster in tests/cluster/run_slurm.sh; these tests
 pin the parsing, including the forms newer SLURM versions print.
 """
 
-from tiledup.slurm import Node, _job_ask, _sbatch_ask, explain_rejected, records, unfit
+from tiledup.run.slurm import Node, _job_ask, _sbatch_ask, explain_rejected, records, unfit
 
 NODE = ("NodeName=vm Arch=x86_64 CoresPerSocket=1  CPUAlloc=1 CPUEfctv=2 CPUTot=2 CPULoad=10.25 "
         "Gres=gpu:1 NodeAddr=vm NodeHostName=vm Version=22.05.8 OS=Linux 6.18.44 #1 SMP  "

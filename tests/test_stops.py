@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tiledup.train import RESUME, train
+from tiledup.model.train import RESUME, train
 
 from procs import kill_tagged, tagged, tagged_env, wait_until
 from test_evaluate import make_case
@@ -79,7 +79,7 @@ def test_stopped_training_ends_its_workers_and_resumes(sig, tag_env, tables, rea
     # The checkpoint of the last finished epoch is what a re-run resumes from.
     done = len(torch.load(out / RESUME, weights_only=True)["state"]["history"])
     assert done >= 1
-    with caplog.at_level("INFO", logger="tiledup.train"):
+    with caplog.at_level("INFO", logger="tiledup.model.train"):
         train(*tables, images, out, workers=0, epochs=done + 1, **OPTS)
     assert f"after epoch {done}" in caplog.text
     assert len((out / "history.csv").read_text().splitlines()) == 1 + done + 1
@@ -130,8 +130,8 @@ def test_stopped_evaluation_leaves_no_half_written_output(tag_env, tmp_path):
 
 HALF_WRITE = """
 import os, signal, sys, time
-from tiledup import stops
-from tiledup.io import atomic_path
+from tiledup.run import stops
+from tiledup.run.io import atomic_path
 try:
     with stops.stop_on_signals(), atomic_path(sys.argv[1]) as tmp:
         tmp.write_text("half")

@@ -12,10 +12,10 @@ import xxhash
 from PIL import Image
 
 from tiledup import cli
-from tiledup.errors import TiledupError
-from tiledup.hashing import hash_tiles
-from tiledup.images import cut_tiles, read_chip
-from tiledup.tiles import REJECT_SCHEMA, TILE_SCHEMA, tile_shard
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.hashing import hash_tiles
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.tiles.shard import REJECT_SCHEMA, TILE_SCHEMA, tile_shard
 
 GOOD = ["2b6c7fd55.jpg", "5a70ef013.jpg", "73fec0637.jpg"]
 

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.errors import TiledupError
-from tiledup.images import cut_tiles, read_chip
-from tiledup.model import load_dupnet
-from tiledup.train import train
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.model.dupnet import load_dupnet
+from tiledup.model.train import train
 
 TINY = {"model": {"width": 8, "depth": 2}, "batch_size": 16, "lr": 0.003}
 
@@ -140,7 +140,7 @@ def test_bad_input_is_named(tables, real_data, tmp_path, airbus_chips):
 
 def test_resume_log_keeps_the_earlier_part_of_this_training_only(tables, real_data, tmp_path, capfd):
     """An extended run repeats the earlier runs' lines in its log; a run of another config does not."""
-    from tiledup.train import recorded_log
+    from tiledup.model.train import recorded_log
 
     images, opts = real_data / "airbus_samples", dict(TINY, model={"width": 4, "depth": 1})
     logging.getLogger("tiledup").setLevel(logging.INFO)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tiledup.errors import TiledupError
+from tiledup.run.errors import TiledupError
 from tiledup.grid import TAGS, partner_tag
-from tiledup.truth import canonical, read_truth
+from tiledup.dup_truth import canonical, read_truth
 
 IMAGES = {"aaa.jpg", "bbb.jpg", "ccc.jpg"}
 

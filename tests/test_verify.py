@@ -10,15 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiledup import cli
-from tiledup.candidates import find_candidates
-from tiledup.evaluate import evaluate
-from tiledup.groups import groups_rule
+from tiledup.discovery.candidates import find_candidates
+from tiledup.discovery.groups import groups_rule
 from tiledup.grid import TAGS, tag_tile_pairs
-from tiledup.images import cut_tiles, read_chip
-from tiledup.model import load_dupnet, predict
-from tiledup.mosaic import stitch
-from tiledup.truth import read_truth
-from tiledup.verify import OVERLAP_SCHEMA, verify
+from tiledup.tiles.decode import cut_tiles, read_chip
+from tiledup.model.dupnet import load_dupnet, predict
+from tiledup.report.mosaics import stitch
+from tiledup.dup_truth import read_truth
+from tiledup.discovery.verify import OVERLAP_SCHEMA, verify
+from tiledup.report.page import evaluate_and_report as evaluate
 
 from test_evaluate import make_case
 
@@ -30,7 +30,7 @@ def run(tmp_path_factory):
     out = {"candidates_path": root / "candidates.parquet", "overlaps_path": root / "overlaps.parquet",
            "groups_path": root / "groups.parquet", "conflicts_path": root / "conflicts.parquet"}
     find_candidates(paths["tiles_paths"], out["candidates_path"])
-    handler, logger = _Capture(), logging.getLogger("tiledup.verify")
+    handler, logger = _Capture(), logging.getLogger("tiledup.discovery.verify")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -149,7 +149,7 @@ def test_truth_scores_are_unaffected_by_discovery(run):
 @pytest.mark.parametrize("with_layout", [True, False])
 def test_purity_when_verify_found_no_duplicate(with_layout):
     """No duplicate found: every chip is its own group, nothing is impure (and nothing crashes)."""
-    from tiledup.discovery import purity
+    from tiledup.evaluate.discovery_figures import purity
 
     groups = pd.DataFrame({"image_id": ["a.jpg", "b.jpg"], "group": [0, 1], "row": [0, 0], "col": [0, 0],
                            "n_images": [1, 1]})

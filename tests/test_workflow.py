@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tiledup.manifest import shard_name, shard_of
-from tiledup.model import load_dupnet
+from tiledup.tiles.manifest import shard_name, shard_of
+from tiledup.model.dupnet import load_dupnet
 
 from bad_chips import write_bad_chips
 from procs import kill_tagged, tagged, tagged_env, wait_until

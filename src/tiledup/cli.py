@@ -5,7 +5,7 @@ string (`--options`), so a rule passes its whole block through `params:` and
 the module function takes it as keywords; keys the function does not know are
 an error naming them.
 
-Every command stops cleanly on SIGTERM, SIGINT or SIGHUP (tiledup.stops): its
+Every command stops cleanly on SIGTERM, SIGINT or SIGHUP (tiledup.run.stops): its
 worker processes end with it, and it exits with 128 + the signal number.
 """
 
@@ -19,8 +19,8 @@ import os
 import sys
 from importlib import metadata
 
-from . import stops
-from .errors import TiledupError
+from tiledup.run import stops
+from tiledup.run.errors import TiledupError
 
 log = logging.getLogger("tiledup")
 
@@ -60,46 +60,46 @@ def _options(text: str) -> dict:
 
 
 def cmd_demo(a, opts):
-    from .demo import generate
+    from tiledup.demo import generate
 
     _call(generate, "demo", opts, images_dir=a.images, truth_path=a.truth, layout_path=a.layout,
           workers=a.workers)
 
 
 def cmd_manifest(a, opts):
-    from .manifest import write_manifest
+    from tiledup.tiles.manifest import write_manifest
 
     write_manifest(images_dir=a.images, shards=a.shards, manifest_path=a.out, lists_dir=a.lists,
                    truth_path=a.truth or None, on_bad_truth=a.on_bad_truth)
 
 
 def cmd_tiles(a, opts):
-    from .tiles import tile_shard
+    from tiledup.tiles.shard import tile_shard
 
     _call(tile_shard, "tiles", opts, images_dir=a.images, list_path=a.list, tiles_path=a.out,
           rejects_path=a.rejects)
 
 
 def cmd_pairs(a, opts):
-    from .pairs import pair_shard
+    from tiledup.pairs.shard import pair_shard
 
     _call(pair_shard, "pairs", opts, tiles_path=a.tiles, pairs_path=a.out)
 
 
 def cmd_rejects(a, opts):
-    from .rejects import gather_rejects
+    from tiledup.tiles.rejects import gather_rejects
 
     gather_rejects(manifest_path=a.manifest, rejects_paths=a.rejects, out_path=a.out)
 
 
 def cmd_show_rejects(a, opts):
-    from .rejects import show_rejects
+    from tiledup.tiles.rejects import show_rejects
 
     show_rejects(manifest_path=a.manifest, rejects_path=a.rejects)
 
 
 def cmd_truth(a, opts):
-    from .truth import write_checked
+    from tiledup.dup_truth import write_checked
 
     write_checked(truth_path=a.truth, manifest_path=a.manifest, rejects_path=a.rejects,
                   images_dir=a.images, overlaps_path=a.overlaps, skipped_path=a.skipped,
@@ -107,14 +107,14 @@ def cmd_truth(a, opts):
 
 
 def cmd_dataset(a, opts):
-    from .dataset import build_dataset
+    from tiledup.pairs.dataset import build_dataset
 
     _call(build_dataset, "sample", opts, pairs_paths=a.pairs, layout_path=a.layout or None,
           out_dir=a.out_dir)
 
 
 def cmd_train(a, opts):
-    from .train import recorded_log, train
+    from tiledup.model.train import recorded_log, train
 
     with recorded_log(a.out_dir) as record:
         _call(train, "train", opts, train_path=a.train, val_path=a.val, images_dir=a.images,
@@ -122,14 +122,14 @@ def cmd_train(a, opts):
 
 
 def cmd_evaluate(a, opts):
-    from .evaluate import evaluate
+    from tiledup.report.page import evaluate_and_report
 
     discovery = {"candidates_path": a.candidates, "overlaps_path": a.verified, "groups_path": a.groups,
                  "conflicts_path": a.conflicts}
     given = [k for k, v in discovery.items() if v]
     if given and len(given) < len(discovery):
         raise TiledupError("evaluate: give all of --candidates, --verified, --groups, --conflicts or none")
-    _call(evaluate, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
+    _call(evaluate_and_report, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
           layout_path=a.layout or None, discovery_paths=discovery if given else None,
@@ -137,27 +137,27 @@ def cmd_evaluate(a, opts):
 
 
 def cmd_candidates(a, opts):
-    from .candidates import find_candidates
+    from tiledup.discovery.candidates import find_candidates
 
     _call(find_candidates, "candidates", opts, tiles_paths=a.tiles, out_path=a.out)
 
 
 def cmd_verify(a, opts):
-    from .verify import verify
+    from tiledup.discovery.verify import verify
 
     _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
           tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_options(a.evidence))
 
 
 def cmd_groups(a, opts):
-    from .groups import groups_rule
+    from tiledup.discovery.groups import groups_rule
 
     _call(groups_rule, "groups", opts, overlaps_path=a.overlaps, tiles_paths=a.tiles, groups_path=a.out,
           split_path=a.split, conflicts_path=a.conflicts)
 
 
 def cmd_compare(a, opts):
-    from .compare import run
+    from tiledup.discovery.compare import run
 
     print(run(a.image1, a.image2, a.model, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
 
@@ -167,7 +167,7 @@ def version() -> str:
     try:
         return metadata.version("tiledup")
     except metadata.PackageNotFoundError:
-        from . import __version__
+        from tiledup import __version__
 
         return f"{__version__} (not installed)"
 

@@ -19,7 +19,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tiledup.slurm import records
+from tiledup.run.slurm import records
 
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$")
 # Job headers in Snakemake's output; the jobstep's inner run prints them again as

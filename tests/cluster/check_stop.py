@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: procs.py
 
 from procs import wait_until, with_env  # noqa: E402
-from tiledup.slurm import records  # noqa: E402
+from tiledup.run.slurm import records  # noqa: E402
 
 
 def job_id(log: Path, rule: str, timeout: float) -> str:

@@ -14,7 +14,7 @@
 # slurmctld and slurmd by hand (no systemd); runs the workflow in a scratch copy of the
 # repository. Cases:
 #   unfit  a job asking for more CPUs, memory or GPUs than the node has ends the run with
-#          a message naming the rule, the request and the node (tiledup.slurm);
+#          a message naming the rule, the request and the node (tiledup.run.slurm);
 #   run    the workflow end to end as `snakemake --workflow-profile profiles/slurm` without
 #          --cores; check_run.py checks that every job went through sbatch and finished in
 #          SLURM, that train/verify/evaluate asked for a GPU, that shard jobs were grouped and that
@@ -241,7 +241,7 @@ nothing_queued() {  # no job of this test is pending or running any more
 MONITOR_PID=$!
 
 # ---- 5. Jobs no node can run end the run with a message naming rule, request and node
-# (CPUs: SLURM keeps the job pending, tiledup.slurm cancels it; memory, GPUs: sbatch
+# (CPUs: SLURM keeps the job pending, tiledup.run.slurm cancels it; memory, GPUs: sbatch
 # refuses them). `demo` is the first job of a fresh run.
 UNFIT="$WORK/unfit"
 scratch "$UNFIT"

@@ -2,11 +2,11 @@ import json
 import os
 import sys
 
-from tiledup.config import check_config
-from tiledup.dataset import check_fractions, check_sample_config
-from tiledup.errors import TiledupError
-from tiledup.manifest import IMAGE_SUFFIXES, shard_name
-from tiledup.slurm import explain_rejected, watch_queue
+from tiledup.run.config import check_config
+from tiledup.pairs.dataset import check_fractions, check_sample_config
+from tiledup.run.errors import TiledupError
+from tiledup.tiles.manifest import IMAGE_SUFFIXES, shard_name
+from tiledup.run.slurm import explain_rejected, watch_queue
 
 
 # The schema is the source of truth; check_config turns its errors into one short line each

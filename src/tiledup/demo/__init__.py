@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from ..errors import TiledupError
-from ..grid import GRID
-from ..io import write_parquet, write_text
-from ..stops import watch_parent
+from tiledup.run.errors import TiledupError
+from tiledup.grid import GRID
+from tiledup.run.io import write_parquet, write_text
+from tiledup.run.stops import watch_parent
 from .chips import chip_ids, encode_chip, truth_lines
 from .scene import make_geography, render_pass
 

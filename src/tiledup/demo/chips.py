@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from ..grid import CHIP, SPAN, TILE, offset_tag
+from tiledup.grid import CHIP, SPAN, TILE, offset_tag
 from .scene import BORDER_RGB, FILL_BORDER, FILL_NODATA, NODATA_RGB
 
 # E|X - Y| for X, Y ~ N(0, s): 2 s / sqrt(pi); turns "mean abs diff between two chips" into s.

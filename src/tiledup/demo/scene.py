@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..grid import TILE
+from tiledup.grid import TILE
 
 FILL_NONE, FILL_NODATA, FILL_BORDER = 0, 1, 2
 NODATA_RGB = (0, 0, 0)

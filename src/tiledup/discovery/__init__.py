@@ -1,0 +1,1 @@
+"""Stages `candidates`, `verify`, `groups`: hash search, lattice, verification, groups, split."""

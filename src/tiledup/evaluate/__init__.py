@@ -1,0 +1,1 @@
+"""Stage `evaluate`: a dup_truth file scored by DupNet and the baselines; discovery figures."""

@@ -1,0 +1,1 @@
+"""Stage `train`: DupNet, its loader, augmentations, "another time" negatives and training."""

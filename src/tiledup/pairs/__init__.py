@@ -1,0 +1,1 @@
+"""Stages `pairs` and `dataset`: self-supervised tile pairs per shard, sampled and split."""

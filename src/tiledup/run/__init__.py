@@ -1,0 +1,1 @@
+"""Running the workflow: config checks, atomic file io, progress lines, clean stops, SLURM, errors."""

@@ -1,0 +1,1 @@
+"""Overlap -> tile pairs -> evidence rule -> scores: shared by verify, compare and evaluate."""
