@@ -41,8 +41,10 @@ def run(tmp_path_factory):
         logger.removeHandler(handler)
         logger.setLevel(level)
     groups_rule(out["overlaps_path"], paths["tiles_paths"], out["groups_path"], root / "split.csv",
-                out["conflicts_path"], fractions={"train": 0.5, "val": 0.5, "test": 0.0})
-    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, discovery_paths=out)
+                out["conflicts_path"], root / "leaks.json", out["candidates_path"],
+                fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, truth_complete=True,
+                       discovery_paths={**out, "split_path": root / "split.csv"})
     return root, paths, out, metrics, handler.messages
 
 
@@ -100,6 +102,7 @@ def test_discovery_figures_and_report_section(run):
     assert dec["tp"] + dec["fn"] == d["candidates"]["n_truth_dups_decidable"]
     assert dec["tp"] + dec["fp"] == dec["n_found_dups"]
     assert d["groups"]["n_groups"] == pq.read_table(out["groups_path"]).to_pandas().group.nunique()
+    assert d["split"]["leaked_decided_duplicates"] == 0 and d["split"]["truth"]["truth_duplicate_overlaps"] > 0
     html = (root / "eval" / "report.html").read_text()
     assert 'id="discovery"' in html and "candidate recall" in html
 
