@@ -160,10 +160,11 @@ def cmd_groups(a, opts):
 
 
 def cmd_check_split(a, opts):
-    from tiledup.discovery.split_check import check_split
+    from tiledup.discovery.split_check import check_split, describe
 
-    check_split(a.split, a.overlaps, a.groups, out_path=a.out or None, csv_path=a.csv or None,
-                verdicts_path=a.verdicts or None)
+    summary = check_split(a.split, a.overlaps, a.groups, out_path=a.out or None, csv_path=a.csv or None,
+                          verdicts_path=a.verdicts or None)
+    print("\n".join(describe(summary)))
 
 
 def cmd_compare(a, opts):

@@ -128,14 +128,20 @@ def check_split(split_path, overlaps_path, groups_path, out_path=None, csv_path=
     if csv_path:
         with atomic_path(csv_path) as tmp:
             leaking.to_csv(tmp, index=False)
-    log.info("%s: %d images (%s); %d not among the tiled chips, %d tiled chips not in it", split_path,
-             summary["n_images_in_split"], ", ".join(f"{k} {v}" for k, v in summary["images_per_split"].items()),
-             len(unknown), summary["n_images_not_in_split"])
-    log.info("%d of %d decided-duplicate overlaps leak across splits (%s), %d chips; the split cuts %d of %d "
-             "units of duplicates and %d groups", len(leaking), len(judged),
-             ", ".join(f"{k}: {v}" for k, v in summary["leaking_overlaps_by_split_pair"].items()) or "none",
-             len(chips), summary["units_cut"], summary["units"], summary["groups_cut"])
+    for line in describe(summary):
+        log.info("%s", line)
     for o in leaking.head(LOGGED).itertuples():
         log.warning("leak: %s (%s) ~ %s (%s), tag %s, groups %s / %s", o.img1, o.split1, o.img2, o.split2, o.tag,
                     o.group1, o.group2)
     return summary
+
+
+def describe(s: dict) -> list[str]:
+    """The summary in a few lines of text (the log, and the command's output)."""
+    pairs = ", ".join(f"{k}: {v}" for k, v in s["leaking_overlaps_by_split_pair"].items()) or "none"
+    return [f"{s['split']}: {s['n_images_in_split']} images "
+            f"({', '.join(f'{k} {v}' for k, v in s['images_per_split'].items())}); {s['n_unknown_images']} not "
+            f"among the tiled chips, {s['n_images_not_in_split']} tiled chips not in it",
+            f"{s['leaking_overlaps']} of {s['decided_duplicate_overlaps']} decided-duplicate overlaps leak across "
+            f"splits ({pairs}), {s['leaking_chips']} chips; the split cuts {s['units_cut']} of {s['units']} units "
+            f"of duplicates and {s['groups_cut']} groups"]
