@@ -115,19 +115,43 @@ def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.
     return out
 
 
+def triangle_support(n: int, a: np.ndarray, b: np.ndarray, dup: np.ndarray) -> np.ndarray:
+    """Per decided overlap (a, b): the chips c that overlap both a and b and agree with "a, b same time"
+    (a~c and b~c duplicates) minus those that contradict it (one duplicate, the other not).
+
+    A false duplicate between two passes of a scene is contradicted by nearly every chip around it
+    (each is a duplicate of one side and not of the other); a true one is confirmed.
+    """
+    def adjacency(mask):
+        m = coo_matrix((np.ones(2 * int(mask.sum()), np.int32), (np.r_[a[mask], b[mask]], np.r_[b[mask], a[mask]])),
+                       shape=(n, n)).tocsr()
+        m.data[:] = 1  # one chip pair, several offsets: one neighbour
+        return m
+
+    same, other = adjacency(dup), adjacency(~dup)
+    support = (same @ same - same @ other - other @ same).tocsr()
+    return np.asarray(support[a, b]).ravel() if len(a) else np.zeros(0)
+
+
 def _evidence(overlaps: pd.DataFrame, index: dict) -> pd.DataFrame:
-    """Decided overlaps as chip indices, offset, signed weight and rank (strongest duplicate first)."""
+    """Decided overlaps as chip indices, offset, signed weight and rank (strongest duplicate first).
+
+    A duplicate decision that the chips around it contradict (its own vote plus triangle_support below
+    0: more chips contradict it than confirm it, beyond the one vote it casts) is no evidence for placing chips (it still joins its chips' split unit); a person's verdict always is.
+    """
     d = overlaps[overlaps.is_dup.notna()]
     off = np.array([tag_offset(t) for t in d.tag], np.int64).reshape(-1, 2)
     dup = d.is_dup.astype(bool).to_numpy()
-    weight = np.where(d.verdict.to_numpy(bool), VERDICT_WEIGHT,
-                      np.maximum(d.n_informative.fillna(1).to_numpy(float), 1.0))
-    out = pd.DataFrame({"a": d.img1.map(index).to_numpy(np.int64), "b": d.img2.map(index).to_numpy(np.int64),
-                        "dr": off[:, 0], "dc": off[:, 1], "dup": dup,
-                        "pos": np.where(dup, weight, 0.0), "neg": np.where(dup, 0.0, weight),
-                        "score": d.score.fillna(1.0).to_numpy(float), "row": np.arange(len(d))})
-    # rank: ties between positions of equal net weight go to the strongest duplicate (old edge order)
-    order = out.sort_values(["pos", "score", "row"], ascending=[False, False, True]).index
+    verdict = d.verdict.to_numpy(bool)
+    a, b = d.img1.map(index).to_numpy(np.int64), d.img2.map(index).to_numpy(np.int64)
+    support = triangle_support(len(index), a, b, dup)
+    weight = np.where(verdict, VERDICT_WEIGHT, np.maximum(d.n_informative.fillna(1).to_numpy(float), 1.0))
+    counted = dup & ((1 + support >= 0) | verdict)  # the overlap's own vote, then its triangles
+    out = pd.DataFrame({"a": a, "b": b, "dr": off[:, 0], "dc": off[:, 1], "dup": dup,
+                        "pos": np.where(counted, weight, 0.0), "neg": np.where(dup, 0.0, weight),
+                        "support": support, "score": d.score.fillna(1.0).to_numpy(float), "row": np.arange(len(d))})
+    # rank: ties between positions of equal net weight go to the best-confirmed, strongest duplicate
+    order = out.sort_values(["pos", "support", "score", "row"], ascending=[False, False, False, True]).index
     out["rank"] = 0
     out.loc[order, "rank"] = np.arange(len(out))
     out.loc[~out.dup, "rank"] = len(out)
