@@ -9,6 +9,10 @@ from tiledup.tiles.manifest import IMAGE_SUFFIXES, shard_name
 from tiledup.run.slurm import explain_rejected, watch_queue
 
 
+# `--config truth_complete=true` arrives as text (Snakemake parses numbers only): read it as the boolean.
+if str(config.get("truth_complete")).lower() in ("true", "false"):
+    config["truth_complete"] = str(config["truth_complete"]).lower() == "true"
+
 # The schema is the source of truth; check_config turns its errors into one short line each
 # (key path, what is allowed, what was given) instead of snakemake.utils.validate's schema dump.
 try:
