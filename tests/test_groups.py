@@ -194,9 +194,9 @@ def write_inputs(tmp_path, names, ov, candidates=()):
                      schema=OVERLAP_SCHEMA)
     overlaps = tmp_path / "overlaps.parquet"
     pq.write_table(table, overlaps)
-    cands = [*ov, *candidates]
-    pq.write_table(pa.table({"img1": [o["img1"] for o in cands], "img2": [o["img2"] for o in cands],
-                             "tag": [o["tag"] for o in cands]}), tmp_path / "candidates.parquet")
+    cands = [{"votes": 2, "how": "hash", "exact_votes": 0, **o} for o in [*ov, *candidates]]
+    pq.write_table(pa.table({k: [o[k] for o in cands] for k in ("img1", "img2", "tag", "votes", "how", "exact_votes")}),
+                   tmp_path / "candidates.parquet")
     return overlaps, [tiles], tmp_path / "candidates.parquet"
 
 
@@ -242,24 +242,28 @@ def test_decided_duplicates_share_a_split_even_when_their_groups_are_kept_apart(
 
 
 def test_split_by_place_keeps_the_same_place_at_any_time_together(tmp_path):
-    # a and b: the same place at two times (a candidate overlap decided not duplicate); c-d a duplicate
-    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]
+    # a and b: the same place at two times (2 tile matches, decided not duplicate); c-d a duplicate;
+    # e-f placed by the lattice only (implied); g-h one tile match, never placed: not the same place
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg", "h.jpg"]
     ov = [overlap("a.jpg", "b.jpg", 0, 0, 0.1), overlap("c.jpg", "d.jpg", 1, 0, 0.9)]
-    overlaps, tiles, candidates = write_inputs(tmp_path, names, ov, candidates=[overlap("e.jpg", "f.jpg", 0, 1, 0.0)])
+    more = [{**overlap("e.jpg", "f.jpg", 0, 1, 0.0), "how": "implied", "votes": 0},
+            {**overlap("g.jpg", "h.jpg", 0, 1, 0.0), "votes": 1}]
+    overlaps, tiles, candidates = write_inputs(tmp_path, names, ov, candidates=more)
     fractions = {"train": 0.34, "val": 0.33, "test": 0.33}
     by_dup = [run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s, fractions=fractions)
               for s in range(6)]
-    assert all(r[1].unit.nunique() == 5 for r in by_dup)  # a, b, e, f alone; c + d
+    assert all(r[1].unit.nunique() == 7 for r in by_dup)  # every chip alone but c + d
     assert any(r[3]["candidate_overlaps_across_splits"] > 0 for r in by_dup)  # the place leaks at times
     for s in range(6):
         _, split, _, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s,
-                                      fractions=fractions, split={"by": "place"})
+                                      fractions=fractions, split={"by": "place"}, place_votes=2)
         where = dict(zip(split.image_id, split.split))
         assert where["a.jpg"] == where["b.jpg"] and where["e.jpg"] == where["f.jpg"] and where["c.jpg"] == where["d.jpg"]
-        assert split.unit.nunique() == 3 and leaks["candidate_overlaps_across_splits"] == 0
-        assert leaks["split_by"] == "place"
+        assert split.unit.nunique() == 5 and leaks["split_by"] == "place"  # ab, cd, ef, g, h
     with pytest.raises(TiledupError, match="split.by must be one of"):
         run_rule(tmp_path, overlaps, tiles, split={"by": "time"})
+    with pytest.raises(TiledupError, match="place needs the candidates table"):
+        run_rule(tmp_path, overlaps, tiles, split={"by": "place"})
 
 
 def test_a_persons_verdicts_override_verify(tmp_path):

@@ -156,7 +156,7 @@ def cmd_groups(a, opts):
 
     _call(groups_rule, "groups", opts, overlaps_path=a.overlaps, tiles_paths=a.tiles, groups_path=a.out,
           split_path=a.split, conflicts_path=a.conflicts, leaks_path=a.leaks,
-          candidates_path=a.candidates or None, verdicts_path=a.verdicts or None)
+          candidates_path=a.candidates or None, verdicts_path=a.verdicts or None, place_votes=a.place_votes)
 
 
 def cmd_check_split(a, opts):
@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--conflicts", required=True, help="conflicts table (Parquet) to write")
     s.add_argument("--leaks", required=True, help="JSON to write: decided-duplicate overlaps across splits (0)")
     s.add_argument("--candidates", default="", help="the candidates table (needed for split.by: place)")
+    s.add_argument("--place-votes", type=int, default=None,
+                   help="candidates.place_votes: tile matches that place two chips (split.by: place)")
     s.add_argument("--verdicts", default="", help="a person's verdicts (dup_truth format) overriding verify")
 
     s = command("check-split", cmd_check_split, "check an existing train/val/test split for leaking duplicates",

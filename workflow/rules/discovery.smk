@@ -53,6 +53,7 @@ rule groups:
         leaks=f"{RESULTS}/groups/leaks.json",
     params:
         verdicts=optional_input("verdicts"),
+        place_votes=config["candidates"]["place_votes"],
         options=options("groups"),
     conda:
         "../../envs/tiledup.yaml"
@@ -60,7 +61,8 @@ rule groups:
         f"{RESULTS}/logs/groups.log",
     shell:
         "tiledup groups --overlaps {input.overlaps} --candidates {input.candidates} --tiles {input.tiles}"
-        " --verdicts={params.verdicts:q} --out {output.groups} --split {output.split}"
+        " --verdicts={params.verdicts:q} --place-votes {params.place_votes}"
+        " --out {output.groups} --split {output.split}"
         " --conflicts {output.conflicts} --leaks {output.leaks}"
         " --options {params.options:q} > {log} 2>&1"
 

@@ -5,10 +5,15 @@ Two questions, answered apart:
 - **Which chips must share a split** (split.csv). Any two chips joined by a
   decided-duplicate overlap, whatever else the evidence says: the split's units
   are the connected components of every decided-duplicate overlap (and of
-  identical chips). With `split.by: place` also of every candidate overlap,
-  duplicate or not, so the same place at any time stays on one side. Nothing the
+  identical chips). Nothing the
   tool itself decided duplicate can then cross two splits (leaks.json counts them:
-  always 0).
+  always 0). With `split.by: place` also of every candidate overlap that places
+  its chips on one lattice the way the candidate search does (at least
+  `place_votes` tile matches, an overlap the lattice implied, or equal pixel
+  digests), duplicate or not, so the same place seen at another time stays on
+  one side. Single-match candidates are left out: on the default demo all 259
+  candidate overlaps between two different scenes are single matches of sea
+  texture, and with them the whole demo was one unit.
 - **Where each chip sits** (groups.parquet, the mosaics). Chips cut from one
   acquisition sit on one lattice (tiledup.discovery.lattice); a group is a set
   of chips placed on one lattice with their (row, col) in tiles (top-left chip
@@ -356,26 +361,35 @@ def read_verdicts(path, image_ids) -> pd.DataFrame | None:
     return verdicts
 
 
+def placed(candidates: pd.DataFrame, place_votes: int) -> pd.DataFrame:
+    """Candidate overlaps that place their chips on one lattice: place_votes tile matches or more, implied
+    by the lattice, or equal pixel digests (tiledup.discovery.candidates' placing rule, read off its table)."""
+    return candidates[(candidates.votes >= place_votes) | (candidates.how == "implied")
+                      | (candidates.exact_votes > 0)]
+
+
 def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_path, leaks_path,
-                candidates_path=None, verdicts_path=None, *, fractions: dict | None = None, seed: int = 0,
-                split: dict | None = None) -> pd.DataFrame:
+                candidates_path=None, verdicts_path=None, place_votes: int | None = None, *,
+                fractions: dict | None = None, seed: int = 0, split: dict | None = None) -> pd.DataFrame:
     """The `groups` rule: overlaps.parquet + tile tables (+ candidates, a person's verdicts) ->
     groups.parquet, split.csv, conflicts.parquet and leaks.json.
 
     Keywords = the `groups` config block; split = {"by": "duplicates" | "place"} ("place" needs the
-    candidates table).
+    candidates table and `candidates.place_votes`).
     """
     fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
     check_fractions(fractions, "groups")
     split_by = (split or {}).get("by", "duplicates")
     if split_by not in SPLIT_BY:
         raise TiledupError(f"groups.split.by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
-    if split_by == "place" and not candidates_path:
-        raise TiledupError("groups.split.by: place needs the candidates table (--candidates)")
+    if split_by == "place" and not (candidates_path and place_votes):
+        raise TiledupError("groups.split.by: place needs the candidates table and candidates.place_votes "
+                           "(--candidates, --place-votes)")
     h = read_tile_hashes(tiles_paths)
     exact = exact_duplicates(h)
     overlaps = read_table(overlaps_path, OVERLAP_COLUMNS, "overlaps table").to_pandas()
-    candidates = (read_table(candidates_path, ["img1", "img2", "tag"], "candidates table").to_pandas()
+    candidates = (read_table(candidates_path, ["img1", "img2", "tag", "how", "votes", "exact_votes"],
+                             "candidates table").to_pandas()
                   if candidates_path else None)
     for path, table in ((overlaps_path, overlaps), (candidates_path, candidates)):
         if table is None:
@@ -393,7 +407,8 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
     edges = [(dups.img1.map(index).to_numpy(), dups.img2.map(index).to_numpy())]
     edges += [(np.full(len(same) - 1, same[0]), np.array(same[1:])) for same in exact]
     if split_by == "place":
-        edges.append((candidates.img1.map(index).to_numpy(), candidates.img2.map(index).to_numpy()))
+        same_place = placed(candidates, place_votes)
+        edges.append((same_place.img1.map(index).to_numpy(), same_place.img2.map(index).to_numpy()))
     units = components(len(h.image_ids), edges)
     table = pd.DataFrame({"image_id": h.image_ids, "unit": units}).merge(groups[["image_id", "group"]])
     table["split"] = split_units(units[table.image_id.map(index).to_numpy()], fractions, seed)
