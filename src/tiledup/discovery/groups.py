@@ -28,7 +28,12 @@ Two questions, answered apart:
   neighbours', and so on until no pair has a positive net weight. So a
   consistent acquisition with a few misses (not-duplicate overlaps among many
   duplicate ones) stays one group, and one false duplicate between two passes of
-  a scene, outweighed by their non-duplicate overlaps, joins nothing. Identical
+  a scene, outweighed by their non-duplicate overlaps, joins nothing. Greedy
+  joining alone would join such a pair of single chips first, before the
+  evidence around them is summed; so a duplicate decision that more chips
+  around it contradict than confirm (triangle_support: a chip overlapping both
+  that is a duplicate of one and not of the other contradicts it) weighs
+  nothing for placing (it still binds the split). Identical
   chips (9 equal tile digests) are joined first, at (0, 0), unconditionally.
 
 Conflicts are the decided overlaps the groups overrule, each listed
@@ -142,7 +147,8 @@ def _evidence(overlaps: pd.DataFrame, index: dict) -> pd.DataFrame:
     """Decided overlaps as chip indices, offset, signed weight and rank (strongest duplicate first).
 
     A duplicate decision that the chips around it contradict (its own vote plus triangle_support below
-    0: more chips contradict it than confirm it, beyond the one vote it casts) is no evidence for placing chips (it still joins its chips' split unit); a person's verdict always is.
+    0: more chips contradict it than confirm it, beyond the one vote it casts) is no evidence for
+    placing chips (it still joins its chips' split unit); a person's verdict always is.
     """
     d = overlaps[overlaps.is_dup.notna()]
     off = np.array([tag_offset(t) for t in d.tag], np.int64).reshape(-1, 2)
@@ -224,7 +230,7 @@ class Mosaic:
             _, _, version, (x, y) = heapq.heappop(self.heap)
             if self.version.get((x, y)) != version:
                 continue  # stale: the pair's evidence changed since, or one side was joined
-            net, _, (dr, dc) = self.best(x, y)
+            _, _, (dr, dc) = self.best(x, y)
             self._join(x, y, dr, dc)
 
     def _join(self, x: int, y: int, dr: int, dc: int) -> None:
@@ -428,7 +434,8 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
              int(sizes.max()) if len(sizes) else 0, len(exact), len(conflicts),
              ", ".join(f"{k}: {sum(c['kind'] == k for c in conflicts)}" for k in CONFLICT_KINDS))
     log.info("split by %s: %d units (largest %d images); images per split: %s; decided-duplicate overlaps "
-             "across splits: %d of %d%s", split_by, leaked["n_units"], int(np.bincount(units).max()) if len(units) else 0,
+             "across splits: %d of %d%s", split_by, leaked["n_units"],
+             int(np.bincount(units).max()) if len(units) else 0,
              ", ".join(f"{k} {v}" for k, v in per_split.items()), leaked["leaked_decided_duplicates"],
              leaked["decided_duplicate_overlaps"],
              f"; candidate overlaps (same place, any time) across splits: "
