@@ -377,6 +377,14 @@ def test_truth_naming_a_rejected_chip_stops_before_training(tmp_path, airbus_chi
                         "source": f"{truth}:1"}]
 
 
+def test_truth_complete_on_the_command_line_is_a_boolean(tmp_path):
+    """`--config truth_complete=true` arrives as text; it is read as the boolean, anything else named."""
+    work = workflow_copy(tmp_path)
+    assert snakemake(work, "-n", "--config", "truth_complete=true", check=False).returncode == 0
+    proc = snakemake(work, "-n", "--config", "truth_complete=yes", check=False)
+    assert proc.returncode != 0 and "`truth_complete` must be true or false; got 'yes'" in proc.stdout + proc.stderr
+
+
 def test_fractions_not_adding_up_fail_before_any_job(tmp_path):
     work = workflow_copy(tmp_path)
     bad = tmp_path / "bad.yaml"
