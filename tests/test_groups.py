@@ -1,6 +1,7 @@
 """Groups: positions on the lattice, both kinds of conflict, identical chips, three passes of a scene, the split."""
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ def test_a_chip_without_duplicates_is_its_own_group_and_undecidable_overlaps_joi
     assert groups.loc["a", "group"] == 0  # the largest group first
 
 
-def test_two_positions_conflict_cuts_the_weakest_edge():
+def test_two_positions_conflict_overrules_the_weaker_position():
     # a-b and b-c one tile apart each (strong); a-c claims one tile too (wrong: it is two)
     edges = [overlap("a", "b", 0, 1, 0.99, n_informative=6), overlap("b", "c", 0, 1, 0.98, n_informative=6),
              overlap("a", "c", 0, 1, 0.97, n_informative=6)]
@@ -61,29 +62,50 @@ def test_two_positions_conflict_cuts_the_weakest_edge():
     assert len(conflicts) == 1
     c = conflicts[0]
     assert c["kind"] == CONFLICT_KINDS[0] and (c["img1"], c["img2"]) == ("a", "c")
-    involved = {(o["img1"], o["img2"]) for o in c["involved"]}
-    assert involved == {("a", "b"), ("b", "c")}  # the path that placed c elsewhere
+    assert c["group1"] == c["group2"] == 0
     assert groups.loc["c", "col"] - groups.loc["a", "col"] == 2
 
 
-def test_the_stronger_edge_wins_whatever_the_order():
-    # the same three edges, the wrong one now the strongest: it stays, the weakest of the others is cut
+def test_the_stronger_evidence_wins_whatever_the_order():
+    # the same three edges, the wrong one now the heaviest: it stays, the weaker of the others is overruled
     edges = [overlap("a", "b", 0, 1, 0.99, n_informative=3), overlap("b", "c", 0, 1, 0.90, n_informative=3),
              overlap("a", "c", 0, 1, 0.97, n_informative=6)]
     _, conflicts = grouped("abc", edges)
     assert [(c["img1"], c["img2"]) for c in conflicts] == [("b", "c")]
 
 
-def test_a_non_duplicate_inside_a_group_cuts_the_edge_that_would_make_it():
-    # p1, p2: one pass; q1: another pass at p1's place. p1-q1 decided not duplicate; a weak false
-    # duplicate q1-p2 (one tile) would put q1 exactly on p1.
+def test_a_heavy_non_duplicate_keeps_a_weak_duplicate_from_joining_two_groups():
+    # p1, p2: one pass; q1: another pass at p1's place. p1-q1 decided not duplicate on 9 tile pairs; a weak
+    # false duplicate q1-p2 (one tile) would put q1 exactly on p1.
     edges = [overlap("p1", "p2", 2, 2, 0.99, n_informative=1), overlap("p1", "q1", 0, 0, 0.1, n_informative=9),
              overlap("p2", "q1", -2, -2, 0.6, n_informative=1)]
     groups, conflicts = grouped(["p1", "p2", "q1"], edges)
-    assert [c["kind"] for c in conflicts] == [CONFLICT_KINDS[1]]
-    involved = {(o["img1"], o["img2"], o["is_dup"]) for o in conflicts[0]["involved"]}
-    assert ("p1", "q1", False) in involved and ("p1", "p2", True) in involved
-    assert groups.loc["q1", "group"] != groups.loc["p1", "group"]
+    assert [(c["kind"], c["img1"], c["img2"]) for c in conflicts] == [(CONFLICT_KINDS[1], "p2", "q1")]
+    assert groups.loc["q1", "group"] != groups.loc["p1", "group"] == groups.loc["p2", "group"]
+
+
+def test_a_consistent_acquisition_with_a_few_misses_stays_one_group():
+    # 16 chips of one pass on a 4 x 4 grid of positions one tile apart: every overlap a duplicate except a
+    # few that verify missed (decided not duplicate at the right place), among them full-evidence ones
+    pos = {f"c{r}{c}": (r, c) for r in range(4) for c in range(4)}
+    names = sorted(pos)
+    rng = np.random.default_rng(1)
+    edges, missed = [], set()
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            d = np.subtract(pos[b], pos[a])
+            if np.abs(d).max() > 2:
+                continue
+            n_inf = int((3 - abs(d[0])) * (3 - abs(d[1])))
+            miss = rng.random() < 0.1
+            missed |= {(a, b)} if miss else set()
+            edges.append(overlap(a, b, *d, score=0.3 if miss else 0.9, is_dup=not miss, n_informative=n_inf))
+    assert len(missed) >= 5
+    groups, conflicts = grouped(names, edges)
+    assert groups.group.nunique() == 1
+    assert [tuple(groups.loc[n, ["row", "col"]]) for n in names] == [pos[n] for n in names]
+    assert {(c["img1"], c["img2"]) for c in conflicts} == missed
+    assert {c["kind"] for c in conflicts} == {CONFLICT_KINDS[2]}
 
 
 def test_identical_chips_land_in_one_group_without_any_overlap():
@@ -134,6 +156,7 @@ def test_three_passes_of_a_scene_stay_three_groups_despite_wrong_edges():
     assert groups.groupby("group").apply(lambda g: {i[0] for i in g.index}, include_groups=False).map(len).max() == 1
     assert groups.group.nunique() == 3 and (groups.n_images == 4).all()
     assert len(conflicts) == 2 and {c["kind"] for c in conflicts} == {CONFLICT_KINDS[1]}
+    assert {(c["img1"], c["img2"]) for c in conflicts} == {("p00", "q11"), ("q01", "r10")}
     for p in "pqr":  # positions inside each pass are the lattice positions
         g = groups.loc[chips[p]]
         assert g[["row", "col"]].apply(tuple, axis=1).tolist() == [pos[c] for c in chips[p]]
@@ -153,33 +176,124 @@ def test_the_split_never_cuts_a_group_and_follows_the_fractions(seed):
         assert abs(shares[name] - f) < 0.02
 
 
-def test_groups_rule_writes_its_three_files(tmp_path):
-    names = [f"{k}.jpg" for k in range(6)]
-    rows = []
-    for image in names:
-        for t in range(N_TILES):
-            rows.append((image, t, hashlib.md5(f"{image}{t}".encode()).digest()))
+def write_inputs(tmp_path, names, ov, candidates=()):
+    """Tile tables (distinct digests), verify's overlaps table and the candidates table."""
+    rows = [(image, t, hashlib.md5(f"{image}{t}".encode()).digest()) for image in names for t in range(N_TILES)]
     tiles = tmp_path / "000.parquet"
     pq.write_table(pa.table({"image_id": [r[0] for r in rows], "tile": pa.array([r[1] for r in rows], pa.int8()),
                              DIGEST: pa.array([r[2] for r in rows], pa.binary(16)),
                              "bmh": pa.array([bytes(32)] * len(rows), pa.binary(32)),
                              "solid": [False] * len(rows)}), tiles)
-    ov = [overlap("0.jpg", "1.jpg", 0, 1, 0.9), overlap("1.jpg", "2.jpg", 1, 0, 0.8),
-          overlap("3.jpg", "4.jpg", 0, 0, 0.2)]
+    n = len(ov)
     table = pa.table({"img1": [o["img1"] for o in ov], "img2": [o["img2"] for o in ov], "tag": [o["tag"] for o in ov],
-                      "how": ["hash"] * 3, "votes": pa.array([1] * 3, pa.int32()),
-                      "n_tile_pairs": pa.array([6, 6, 9], pa.int8()), "n_informative": pa.array([4] * 3, pa.int8()),
+                      "how": ["hash"] * n, "votes": pa.array([1] * n, pa.int32()),
+                      "n_tile_pairs": pa.array([9] * n, pa.int8()),
+                      "n_informative": pa.array([o["n_informative"] for o in ov], pa.int8()),
                       "score": pa.array([o["score"] for o in ov], pa.float32()), "is_dup": [o["is_dup"] for o in ov],
-                      **{m: pa.array([0.5] * 3, pa.float32()) for m in ("bmh", "bmh96", "pixel_eq", "pixel_mad")}},
+                      **{m: pa.array([0.5] * n, pa.float32()) for m in ("bmh", "bmh96", "pixel_eq", "pixel_mad")}},
                      schema=OVERLAP_SCHEMA)
     overlaps = tmp_path / "overlaps.parquet"
     pq.write_table(table, overlaps)
+    cands = [{"votes": 2, "how": "hash", "exact_votes": 0, **o} for o in [*ov, *candidates]]
+    pq.write_table(pa.table({k: [o[k] for o in cands] for k in ("img1", "img2", "tag", "votes", "how", "exact_votes")}),
+                   tmp_path / "candidates.parquet")
+    return overlaps, [tiles], tmp_path / "candidates.parquet"
+
+
+def run_rule(tmp_path, overlaps, tiles, **kw):
     out = {"groups_path": tmp_path / "g.parquet", "split_path": tmp_path / "split.csv",
-           "conflicts_path": tmp_path / "c.parquet"}
-    groups_rule(overlaps, [tiles], **out, fractions={"train": 0.5, "val": 0.25, "test": 0.25}, seed=1)
-    g = pq.read_table(out["groups_path"]).to_pandas()
+           "conflicts_path": tmp_path / "c.parquet", "leaks_path": tmp_path / "leaks.json"}
+    groups_rule(overlaps, tiles, **out, **kw)
+    return (pq.read_table(out["groups_path"]).to_pandas(), pd.read_csv(out["split_path"]),
+            pq.read_table(out["conflicts_path"]).to_pandas(), json.loads(out["leaks_path"].read_text()))
+
+
+def test_groups_rule_writes_its_four_files(tmp_path):
+    names = [f"{k}.jpg" for k in range(6)]
+    ov = [overlap("0.jpg", "1.jpg", 0, 1, 0.9), overlap("1.jpg", "2.jpg", 1, 0, 0.8),
+          overlap("3.jpg", "4.jpg", 0, 0, 0.2)]
+    overlaps, tiles, _ = write_inputs(tmp_path, names, ov)
+    g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles,
+                                          fractions={"train": 0.5, "val": 0.25, "test": 0.25}, seed=1)
     assert sorted(g.image_id) == names and g.group.nunique() == 4 and g.n_images.max() == 3
-    split = pd.read_csv(out["split_path"])
-    assert list(split.columns) == ["image_id", "group", "split"] and len(split) == 6
+    assert list(split.columns) == ["image_id", "group", "unit", "split"] and len(split) == 6
     assert split[split.image_id.isin(["0.jpg", "1.jpg", "2.jpg"])].split.nunique() == 1
-    assert pq.read_table(out["conflicts_path"]).num_rows == 0
+    assert len(conflicts) == 0
+    assert leaks["leaked_decided_duplicates"] == 0 and leaks["decided_duplicate_overlaps"] == 2
+
+
+def test_decided_duplicates_share_a_split_even_when_their_groups_are_kept_apart(tmp_path):
+    # two passes p, q of one place; one false duplicate p2-q1 outweighed by the non-duplicates: two groups,
+    # yet one split unit, since the tool itself called p2-q1 a duplicate
+    names = ["p1.jpg", "p2.jpg", "q1.jpg", "q2.jpg", *(f"x{k}.jpg" for k in range(8))]
+    ov = [overlap("p1.jpg", "p2.jpg", 0, 1, 0.9, n_informative=6), overlap("q1.jpg", "q2.jpg", 0, 1, 0.9, n_informative=6),
+          overlap("p1.jpg", "q1.jpg", 0, 0, 0.1, n_informative=9), overlap("p2.jpg", "q2.jpg", 0, 0, 0.1, n_informative=9),
+          overlap("p2.jpg", "q1.jpg", 0, -1, 0.7, n_informative=6)]
+    overlaps, tiles, _ = write_inputs(tmp_path, names, ov)
+    for seed in range(5):
+        g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles, seed=seed,
+                                              fractions={"train": 0.4, "val": 0.3, "test": 0.3})
+        g = g.set_index("image_id")
+        assert g.loc["p1.jpg", "group"] != g.loc["q1.jpg", "group"]
+        assert list(conflicts.kind) == [CONFLICT_KINDS[1]]
+        assert split[split.image_id.str[0].isin(["p", "q"])].split.nunique() == 1
+        assert split[split.image_id.str[0].isin(["p", "q"])].unit.nunique() == 1
+        assert leaks["leaked_decided_duplicates"] == 0 and leaks["decided_duplicate_overlaps"] == 3
+
+
+def test_split_by_place_keeps_the_same_place_at_any_time_together(tmp_path):
+    # a and b: the same place at two times (2 tile matches, decided not duplicate); c-d a duplicate;
+    # e-f placed by the lattice only (implied); g-h one tile match, never placed: not the same place
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg", "h.jpg"]
+    ov = [overlap("a.jpg", "b.jpg", 0, 0, 0.1), overlap("c.jpg", "d.jpg", 1, 0, 0.9)]
+    more = [{**overlap("e.jpg", "f.jpg", 0, 1, 0.0), "how": "implied", "votes": 0},
+            {**overlap("g.jpg", "h.jpg", 0, 1, 0.0), "votes": 1}]
+    overlaps, tiles, candidates = write_inputs(tmp_path, names, ov, candidates=more)
+    fractions = {"train": 0.34, "val": 0.33, "test": 0.33}
+    by_dup = [run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s, fractions=fractions)
+              for s in range(6)]
+    assert all(r[1].unit.nunique() == 7 for r in by_dup)  # every chip alone but c + d
+    assert any(r[3]["candidate_overlaps_across_splits"] > 0 for r in by_dup)  # the place leaks at times
+    for s in range(6):
+        _, split, _, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s,
+                                      fractions=fractions, split={"by": "place"}, place_votes=2)
+        where = dict(zip(split.image_id, split.split))
+        assert where["a.jpg"] == where["b.jpg"] and where["e.jpg"] == where["f.jpg"] and where["c.jpg"] == where["d.jpg"]
+        assert split.unit.nunique() == 5 and leaks["split_by"] == "place"  # ab, cd, ef, g, h
+    with pytest.raises(TiledupError, match="split.by must be one of"):
+        run_rule(tmp_path, overlaps, tiles, split={"by": "time"})
+    with pytest.raises(TiledupError, match="place needs the candidates table"):
+        run_rule(tmp_path, overlaps, tiles, split={"by": "place"})
+
+
+def test_a_persons_verdicts_override_verify(tmp_path):
+    names = [f"{k}.jpg" for k in range(6)]
+    ov = [overlap("0.jpg", "1.jpg", 0, 1, 0.9), overlap("2.jpg", "3.jpg", 0, 0, 0.2)]
+    overlaps, tiles, _ = write_inputs(tmp_path, names, ov)
+    verdicts = tmp_path / "verdicts.txt"
+    # 0-1: not a duplicate after all; 2-3 a duplicate; 4-5 one no candidate found (written the other way round)
+    verdicts.write_text("0.jpg 1.jpg 18 0\n2.jpg 3.jpg 08 1\n# a comment\n5.jpg 4.jpg 38 1\n")
+    g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles, verdicts_path=verdicts,
+                                          fractions={"train": 0.5, "val": 0.25, "test": 0.25})
+    g = g.set_index("image_id")
+    assert g.loc["0.jpg", "group"] != g.loc["1.jpg", "group"]
+    assert g.loc["2.jpg", "group"] == g.loc["3.jpg", "group"] and g.loc["4.jpg", "group"] == g.loc["5.jpg", "group"]
+    assert g.loc["4.jpg", "row"] - g.loc["5.jpg", "row"] == 1  # 5 -> 4 at tag 38: 4 one tile row lower
+    assert leaks["decided_duplicate_overlaps"] == 2 and leaks["leaked_decided_duplicates"] == 0
+    where = dict(zip(split.image_id, split.split))
+    assert where["4.jpg"] == where["5.jpg"] and where["2.jpg"] == where["3.jpg"]
+    verdicts.write_text("0.jpg 1.jpg 18 0\n0.jpg gone.jpg 08 1\n")
+    with pytest.raises(TiledupError, match=r"verdicts.txt:2: image gone.jpg is not in the images folder"):
+        run_rule(tmp_path, overlaps, tiles, verdicts_path=verdicts)
+
+
+def test_no_overlaps_at_all_gives_groups_of_one_and_a_split(tmp_path):
+    names = ["a.jpg", "b.jpg"]
+    overlaps, tiles, candidates = write_inputs(tmp_path, names, [])
+    g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates,
+                                          fractions={"train": 0.8, "val": 0.1, "test": 0.1})
+    assert (g.n_images == 1).all() and len(conflicts) == 0
+    assert sorted(split.split) == ["train", "val"]  # two units for three splits: train first, then val
+    assert leaks == {"split_by": "duplicates", "n_units": 2, "decided_duplicate_overlaps": 0,
+                     "leaked_decided_duplicates": 0, "leaked": [], "candidate_overlaps": 0,
+                     "candidate_overlaps_across_splits": 0}

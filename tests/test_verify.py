@@ -41,8 +41,10 @@ def run(tmp_path_factory):
         logger.removeHandler(handler)
         logger.setLevel(level)
     groups_rule(out["overlaps_path"], paths["tiles_paths"], out["groups_path"], root / "split.csv",
-                out["conflicts_path"], fractions={"train": 0.5, "val": 0.5, "test": 0.0})
-    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, discovery_paths=out)
+                out["conflicts_path"], root / "leaks.json", out["candidates_path"],
+                fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, truth_complete=True,
+                       discovery_paths={**out, "split_path": root / "split.csv"})
     return root, paths, out, metrics, handler.messages
 
 
@@ -100,6 +102,7 @@ def test_discovery_figures_and_report_section(run):
     assert dec["tp"] + dec["fn"] == d["candidates"]["n_truth_dups_decidable"]
     assert dec["tp"] + dec["fp"] == dec["n_found_dups"]
     assert d["groups"]["n_groups"] == pq.read_table(out["groups_path"]).to_pandas().group.nunique()
+    assert d["split"]["leaked_decided_duplicates"] == 0 and d["split"]["truth"]["truth_duplicate_overlaps"] > 0
     html = (root / "eval" / "report.html").read_text()
     assert 'id="discovery"' in html and "candidate recall" in html
 
@@ -158,3 +161,24 @@ def test_purity_when_verify_found_no_duplicate(with_layout):
     layout = pd.DataFrame({"image_id": ["a.jpg", "b.jpg"], "scene": [0, 0], "pass": [0, 0]}) if with_layout else None
     out = purity(groups, overlaps, truth, layout)
     assert out["n_groups"] == 2 and out["n_multi_image_groups"] == 0 and out["n_impure"] == 0
+
+
+def test_a_persons_verdicts_are_the_truth_when_none_is_given(run, tmp_path):
+    """Without a truth file the verdicts are read as a partial truth: scored like one, and verify's finds
+    they do not list are unlabelled, never false."""
+    root, paths, out, _, _ = run
+    lines = [line for line in paths["truth_path"].read_text().splitlines() if line and not line.startswith("#")]
+    verdicts = tmp_path / "verdicts.txt"
+    verdicts.write_text("\n".join(lines[:3]) + "\n")
+    args = {**paths, "truth_path": None, "overlaps_path": None, "skipped_path": None, "layout_path": None}
+    metrics = evaluate(**args, out_dir=tmp_path / "eval", device="cpu", batch_size=16, verdicts_path=verdicts,
+                       truth_complete=True, discovery_paths={**out, "split_path": root / "split.csv"})
+    assert metrics["truth"] == str(verdicts) and metrics["truth_is_verdicts"] and not metrics["truth_complete"]
+    assert metrics["n_overlaps"] == 3 and "note" not in metrics
+    dec = metrics["discovery"]["decisions"]
+    assert not dec["truth_complete"] and dec["fp_not_in_truth"] == 0
+    labelled = {tuple(line.split()[:3]) for line in lines[:3]}
+    found = pq.read_table(out["overlaps_path"]).to_pandas()
+    found = found[found.is_dup.fillna(False).astype(bool)]
+    unlisted = sum((a, b, t) not in labelled for a, b, t in zip(found.img1, found.img2, found.tag))
+    assert dec["n_unlabelled_found_dups"] == unlisted

@@ -109,6 +109,20 @@ def test_config_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, ed
     assert jobs == reruns, proc.stdout
 
 
+def test_verdicts_rerun_groups_and_evaluate_only_and_a_split_check_adds_its_rule(demo_run, tmp_path):
+    """A person's verdicts are inputs of groups and evaluate only; split_check adds one rule after groups."""
+    first = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[0]
+    other = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[1]
+    verdicts = tmp_path / "verdicts.txt"
+    verdicts.write_text(f"{first} {other} 08 0\n")
+    proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"verdicts={verdicts}", "-n")
+    assert set(planned_jobs(proc)) - {"all"} == {"groups", "evaluate"}, proc.stdout
+    split = tmp_path / "my_split.csv"
+    split.write_text(f"filename,subset\n{first},train\n{other},test\n")
+    proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"split_check={split}", "-n")
+    assert set(planned_jobs(proc)) - {"all"} == {"split_check"}, proc.stdout
+
+
 def test_ctrl_c_during_training_leaves_nothing_running(demo_run, tmp_path):
     """Ctrl-C in the terminal (SIGINT to snakemake's process group) while DupNet trains with
     its loader workers: snakemake, the job and every worker are gone within seconds."""
@@ -157,6 +171,34 @@ def test_adding_images_reruns_only_their_shards(tmp_path, airbus_chips):
                if "output:" in line and "results/tiles/" in line}
     assert planned == touched, proc.stdout
     assert planned_jobs(proc)["tile_shard"] == len(touched)
+
+
+# Real chips of tests/data/airbus_samples among which the candidate search finds no overlap at all
+# (an independent set of its candidate graph on all 24; 9a2f9d347 left out: it covers 73fec0637).
+NO_OVERLAP = ["119d6a3d6.jpg", "2b6c7fd55.jpg", "4add7aa1d.jpg", "5a70ef013.jpg", "73fec0637.jpg", "770c46cd4.jpg",
+              "996f92939.jpg", "9ddeed533.jpg", "addc11de0.jpg", "b4eba96e8.jpg"]
+
+
+def test_real_chips_that_overlap_nothing_run_to_the_end(tmp_path, real_data):
+    """No candidate, no duplicate: every stage still runs, with groups of one chip, a split and a report."""
+    images = _images(tmp_path, [real_data / "airbus_samples" / name for name in NO_OVERLAP])
+    (tmp_path / "wf").mkdir()
+    work = workflow_copy(tmp_path / "wf")
+    snakemake(work, "--configfile", "config/config.yaml", str(TINY), "--config", f"images={images}")
+    results = work / "results"
+    assert pq.read_table(results / "overlaps/candidates.parquet").num_rows == 0
+    assert pq.read_table(results / "overlaps/overlaps.parquet").num_rows == 0
+    groups = pq.read_table(results / "groups/groups.parquet").to_pandas()
+    assert sorted(groups.image_id) == NO_OVERLAP and (groups.n_images == 1).all()
+    split = pd.read_csv(results / "groups/split.csv")
+    assert sorted(split.image_id) == NO_OVERLAP and set(split.split) == {"train", "val", "test"}
+    leaks = json.loads((results / "groups/leaks.json").read_text())
+    assert leaks["decided_duplicate_overlaps"] == 0 and leaks["leaked_decided_duplicates"] == 0
+    d = json.loads((results / "eval/metrics.json").read_text())["discovery"]
+    assert d["counts"]["candidates"] == 0 and d["counts"]["found_dups"] == 0 and d["counts"]["groups"] == 10
+    assert d["split"]["leaked_decided_duplicates"] == 0
+    page = (results / "eval/report.html").read_text()
+    assert 'id="discovery"' in page and "No group holds two or more images" in page
 
 
 def test_missing_images_folder_fails_before_any_job(tmp_path):
@@ -333,6 +375,14 @@ def test_truth_naming_a_rejected_chip_stops_before_training(tmp_path, airbus_chi
     checked = pq.read_table(work / "results/truth/overlaps.parquet").to_pylist()
     assert checked == [{"img1": min(chips[:2]), "img2": max(chips[:2]), "tag": "08", "is_dup": True,
                         "source": f"{truth}:1"}]
+
+
+def test_truth_complete_on_the_command_line_is_a_boolean(tmp_path):
+    """`--config truth_complete=true` arrives as text; it is read as the boolean, anything else named."""
+    work = workflow_copy(tmp_path)
+    assert snakemake(work, "-n", "--config", "truth_complete=true", check=False).returncode == 0
+    proc = snakemake(work, "-n", "--config", "truth_complete=yes", check=False)
+    assert proc.returncode != 0 and "`truth_complete` must be true or false; got 'yes'" in proc.stdout + proc.stderr
 
 
 def test_fractions_not_adding_up_fail_before_any_job(tmp_path):

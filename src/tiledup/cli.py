@@ -129,11 +129,13 @@ def cmd_evaluate(a, opts):
     given = [k for k, v in discovery.items() if v]
     if given and len(given) < len(discovery):
         raise TiledupError("evaluate: give all of --candidates, --verified, --groups, --conflicts or none")
+    if a.split:
+        discovery["split_path"] = a.split
     _call(evaluate_and_report, "evaluate", opts, truth_path=a.truth or None, overlaps_path=a.overlaps or None,
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
           layout_path=a.layout or None, discovery_paths=discovery if given else None,
-          evidence=_options(a.evidence))
+          verdicts_path=a.verdicts or None, truth_complete=a.truth_complete, evidence=_options(a.evidence))
 
 
 def cmd_candidates(a, opts):
@@ -153,7 +155,16 @@ def cmd_groups(a, opts):
     from tiledup.discovery.groups import groups_rule
 
     _call(groups_rule, "groups", opts, overlaps_path=a.overlaps, tiles_paths=a.tiles, groups_path=a.out,
-          split_path=a.split, conflicts_path=a.conflicts)
+          split_path=a.split, conflicts_path=a.conflicts, leaks_path=a.leaks,
+          candidates_path=a.candidates or None, verdicts_path=a.verdicts or None, place_votes=a.place_votes)
+
+
+def cmd_check_split(a, opts):
+    from tiledup.discovery.split_check import check_split, describe
+
+    summary = check_split(a.split, a.overlaps, a.groups, out_path=a.out or None, csv_path=a.csv or None,
+                          verdicts_path=a.verdicts or None)
+    print("\n".join(describe(summary)))
 
 
 def cmd_compare(a, opts):
@@ -289,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verified", default="", help="discovery: verify's overlaps table")
     s.add_argument("--groups", default="", help="discovery: the groups table (figures and mosaics)")
     s.add_argument("--conflicts", default="", help="discovery: the groups rule's conflicts table")
+    s.add_argument("--split", default="", help="discovery: the groups rule's split (leaked truth duplicates)")
+    s.add_argument("--verdicts", default="",
+                   help="a person's verdicts (dup_truth format): the truth when --truth is empty")
+    s.add_argument("--truth-complete", action="store_true",
+                   help="the truth labels every overlap of its images (else finds it does not list are unlabelled)")
     s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
 
@@ -313,14 +329,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
 
     s = command("groups", cmd_groups, "join duplicates into groups with mosaic positions; write a leak-free split",
-                "Join the duplicate overlaps into groups (strongest first, refusing an edge that would "
-                "place a chip twice or overlap two chips scored non-duplicate), give each chip its "
-                "(row, col) in its group's mosaic, and split by group into train / val / test.", "groups")
+                "Join chips into groups on the lattice by the weight of the evidence (duplicate overlaps "
+                "for a relative position, non-duplicate ones against it), give each chip its (row, col) "
+                "in its group's mosaic, and split into train / val / test so that no decided-duplicate "
+                "overlap (or, with split.by: place, no candidate overlap) crosses two splits.", "groups")
     s.add_argument("--overlaps", required=True, help="verify's overlaps table")
     s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
     s.add_argument("--out", required=True, help="groups table (Parquet) to write")
     s.add_argument("--split", required=True, help="split CSV to write (image_id, group, split)")
     s.add_argument("--conflicts", required=True, help="conflicts table (Parquet) to write")
+    s.add_argument("--leaks", required=True, help="JSON to write: decided-duplicate overlaps across splits (0)")
+    s.add_argument("--candidates", default="", help="the candidates table (needed for split.by: place)")
+    s.add_argument("--place-votes", type=int, default=None,
+                   help="candidates.place_votes: tile matches that place two chips (split.by: place)")
+    s.add_argument("--verdicts", default="", help="a person's verdicts (dup_truth format) overriding verify")
+
+    s = command("check-split", cmd_check_split, "check an existing train/val/test split for leaking duplicates",
+                "Check a split CSV (an image column such as image_id or filename, and a split column such as "
+                "split or subset) against the duplicates found: every decided-duplicate overlap whose chips "
+                "sit in two splits, the chips, groups and units of duplicates it cuts, and counts per pair "
+                "of splits.")
+    s.add_argument("split", help="the split CSV to check")
+    s.add_argument("--overlaps", default="results/overlaps/overlaps.parquet",
+                   help="verify's overlaps table (default: %(default)s)")
+    s.add_argument("--groups", default="results/groups/groups.parquet",
+                   help="the groups table (default: %(default)s)")
+    s.add_argument("--verdicts", default="", help="a person's verdicts (dup_truth format) overriding verify")
+    s.add_argument("--out", default="", help="JSON summary to write (optional)")
+    s.add_argument("--csv", default="", help="CSV of every leaking overlap to write (optional)")
 
     s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
                 "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "

@@ -9,6 +9,10 @@ from tiledup.tiles.manifest import IMAGE_SUFFIXES, shard_name
 from tiledup.run.slurm import explain_rejected, watch_queue
 
 
+# `--config truth_complete=true` arrives as text (Snakemake parses numbers only): read it as the boolean.
+if str(config.get("truth_complete")).lower() in ("true", "false"):
+    config["truth_complete"] = str(config["truth_complete"]).lower() == "true"
+
 # The schema is the source of truth; check_config turns its errors into one short line each
 # (key path, what is allowed, what was given) instead of snakemake.utils.validate's schema dump.
 try:
@@ -23,6 +27,12 @@ DEMO = not config["images"]
 IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
+# The demo's own truth labels every overlap of its scenes; a truth file given is partial unless marked.
+TRUTH_COMPLETE = config["truth_complete"] or (DEMO and not config["truth"])
+# A person's verdicts (dup_truth format): inputs of groups and evaluate only, so editing them re-runs those.
+VERDICTS = config["verdicts"]
+# A user's own split to check against the duplicates found (rule `split_check`).
+SPLIT_CHECK = config["split_check"]
 SHARDS = [shard_name(k) for k in range(config["shards"])]
 # Every shard's rejected images in one table (rule `rejects`).
 REJECTS = f"{RESULTS}/rejects.parquet"
@@ -49,8 +59,9 @@ def check_images_folder(folder):
 
 if not DEMO:
     check_images_folder(IMAGES)
-if config["truth"] and not os.path.isfile(config["truth"]):
-    raise WorkflowError(f"truth file {config['truth']!r} (config key `truth`) does not exist")
+for key in ("truth", "verdicts", "split_check"):
+    if config[key] and not os.path.isfile(config[key]):
+        raise WorkflowError(f"{key} file {config[key]!r} (config key `{key}`) does not exist")
 
 
 # Workflow handlers (Snakemake keeps one of each: a new handler must keep these calls).
@@ -119,4 +130,5 @@ def all_targets():
         f"{RESULTS}/overlaps/dup_truth.txt",
         f"{RESULTS}/groups/groups.parquet",
         f"{RESULTS}/groups/split.csv",
+        *([f"{RESULTS}/groups/split_check.json"] if SPLIT_CHECK else []),
     ]

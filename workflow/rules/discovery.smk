@@ -43,18 +43,48 @@ rule verify:
 rule groups:
     input:
         overlaps=f"{RESULTS}/overlaps/overlaps.parquet",
+        candidates=f"{RESULTS}/overlaps/candidates.parquet",
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+        verdicts=VERDICTS or [],
     output:
         groups=f"{RESULTS}/groups/groups.parquet",
         split=f"{RESULTS}/groups/split.csv",
         conflicts=f"{RESULTS}/groups/conflicts.parquet",
+        leaks=f"{RESULTS}/groups/leaks.json",
     params:
+        verdicts=optional_input("verdicts"),
+        place_votes=config["candidates"]["place_votes"],
         options=options("groups"),
     conda:
         "../../envs/tiledup.yaml"
     log:
         f"{RESULTS}/logs/groups.log",
     shell:
-        "tiledup groups --overlaps {input.overlaps} --tiles {input.tiles} --out {output.groups}"
-        " --split {output.split} --conflicts {output.conflicts}"
+        "tiledup groups --overlaps {input.overlaps} --candidates {input.candidates} --tiles {input.tiles}"
+        " --verdicts={params.verdicts:q} --place-votes {params.place_votes}"
+        " --out {output.groups} --split {output.split}"
+        " --conflicts {output.conflicts} --leaks {output.leaks}"
         " --options {params.options:q} > {log} 2>&1"
+
+
+# Only with `split_check`: a user's own split checked against the duplicates found.
+if SPLIT_CHECK:
+
+    rule split_check:
+        input:
+            split=SPLIT_CHECK,
+            overlaps=f"{RESULTS}/overlaps/overlaps.parquet",
+            groups=f"{RESULTS}/groups/groups.parquet",
+            verdicts=VERDICTS or [],
+        output:
+            report=f"{RESULTS}/groups/split_check.json",
+            leaks=f"{RESULTS}/groups/split_check.csv",
+        params:
+            verdicts=optional_input("verdicts"),
+        conda:
+            "../../envs/tiledup.yaml"
+        log:
+            f"{RESULTS}/logs/split_check.log",
+        shell:
+            "tiledup check-split {input.split:q} --overlaps {input.overlaps} --groups {input.groups}"
+            " --verdicts={params.verdicts:q} --out {output.report} --csv {output.leaks} > {log} 2>&1"

@@ -9,6 +9,8 @@ rule evaluate:
         verified=f"{RESULTS}/overlaps/overlaps.parquet",
         groups=f"{RESULTS}/groups/groups.parquet",
         conflicts=f"{RESULTS}/groups/conflicts.parquet",
+        split=f"{RESULTS}/groups/split.csv",
+        verdicts=VERDICTS or [],
         **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
@@ -23,6 +25,8 @@ rule evaluate:
         overlaps=optional_input("overlaps"),
         skipped=optional_input("skipped"),
         layout=optional_input("layout"),
+        verdicts=optional_input("verdicts"),
+        truth_complete="--truth-complete" if TRUTH_COMPLETE else "",
         out_dir=output_dir("metrics"),
         options=options("evaluate"),
         evidence=options("evidence"),
@@ -39,5 +43,6 @@ rule evaluate:
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
         " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --candidates {input.candidates} --verified {input.verified} --groups {input.groups}"
-        " --conflicts {input.conflicts}"
+        " --conflicts {input.conflicts} --split {input.split} --verdicts={params.verdicts:q}"
+        " {params.truth_complete}"
         " --evidence {params.evidence:q} --options {params.options:q} > {log} 2>&1"

@@ -94,8 +94,8 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
                            f"{', '.join(missing[:5])} (re-run the workflow)")
     model = load_dupnet(model_path, device)
     cache = ChipCache(images_dir)
-    chunk_of, codes = chunks(cands, chunk)
     n = len(cands)
+    chunk_of, codes = chunks(cands, chunk) if n else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     last_chunk = np.zeros(codes.max() + 1 if n else 0, np.int64)  # last chunk that uses each chip
     np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
     names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()

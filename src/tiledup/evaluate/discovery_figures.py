@@ -6,14 +6,21 @@
   lattice step adds.
 - Decisions: precision and recall of verify's is_dup over all overlaps. A
   truth duplicate that never became a candidate is a miss; a found duplicate
-  that the truth lists as not duplicate, or does not list at all, is a false
-  duplicate (the demo's truth lists every overlap of its scenes; with a partial
-  truth file, found duplicates it does not list are counted apart as well).
+  that the truth lists as not duplicate is a false duplicate. A truth counts as
+  partial unless marked complete (config `truth_complete`; the demo's own truth
+  is complete): with a partial truth a found duplicate it does not list is
+  "unlabelled", counted apart and never as false; with a complete one it is a
+  false duplicate.
 - Groups: a group is impure when it holds chips of two different passes (the
-  demo layout's scene and pass); without a layout, when two of its chips have a
-  truth overlap labelled not duplicate. An impure group is "explained by
+  demo layout's scene and pass); without a layout, when the truth labels not
+  duplicate an overlap at exactly the relative position the group gives its two
+  chips (a truth line about another offset of the same pair says nothing about
+  the group). Without a layout purity is judged only on the groups whose placed
+  overlaps the truth labels at all ("judged"). An impure group is "explained by
   DupNet" when a duplicate decision inside it joins two of its passes and the
   truth says that decision is wrong.
+- Split: the truth duplicates whose two chips split.csv puts in two splits
+  ("leaked"), as a share of the truth duplicates between chips of the split.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tiledup.grid import tag_offset
 from tiledup.run.io import read_table
 
 LISTED = 20  # impure groups listed in metrics.json
@@ -49,26 +57,44 @@ def candidate_recall(truth: pd.DataFrame, candidates: pd.DataFrame) -> dict:
     }
 
 
-def decisions(truth: pd.DataFrame, overlaps: pd.DataFrame) -> dict:
-    """Precision and recall of verify's duplicates against the truth's duplicates (decidable ones)."""
+def decisions(truth: pd.DataFrame, overlaps: pd.DataFrame, complete: bool = True) -> dict:
+    """Precision and recall of verify's duplicates against the truth's duplicates (decidable ones).
+
+    complete: the truth labels every overlap of its images, so a found duplicate it does not list is
+    false; otherwise it is unlabelled (counted apart, in neither precision nor recall).
+    """
     t = truth[truth.decidable.astype(bool)]
     true_dup = set(_keys(t[t.is_dup.astype(bool)]))
-    labelled = set(_keys(t))
+    labelled = set(_keys(truth))
     found = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
     found_keys = _keys(found)
     tp = int(found_keys.isin(true_dup).sum())
     unlisted = int((~found_keys.isin(labelled)).sum())
-    fp = len(found) - tp
+    judged = len(found) if complete else len(found) - unlisted
+    fp = judged - tp
     fn = len(true_dup) - tp
     return {"n_overlaps": int(len(overlaps)), "n_found_dups": int(len(found)),
-            "n_undecidable": int(overlaps.is_dup.isna().sum()),
-            "tp": tp, "fp": fp, "fn": fn, "fp_not_in_truth": unlisted,
-            "precision": tp / len(found) if len(found) else None,
+            "n_undecidable": int(overlaps.is_dup.isna().sum()), "truth_complete": bool(complete),
+            "tp": tp, "fp": fp, "fn": fn, "fp_not_in_truth": unlisted if complete else 0,
+            "n_unlabelled_found_dups": 0 if complete else unlisted,
+            "precision": tp / judged if judged else None,
             "recall": tp / len(true_dup) if true_dup else None}
 
 
-def purity(groups: pd.DataFrame, overlaps: pd.DataFrame, truth: pd.DataFrame, layout: pd.DataFrame | None) -> dict:
-    """Impure groups (two passes, or a truth non-duplicate inside) and whether DupNet's errors explain them."""
+def _placed(df: pd.DataFrame, groups: pd.DataFrame) -> np.ndarray:
+    """Overlaps (img1, img2, tag) whose chips one group places at exactly the tag's relative position."""
+    at = groups.set_index("image_id")[["group", "row", "col"]]
+    g1, g2 = at.reindex(df.img1), at.reindex(df.img2)
+    off = np.array([tag_offset(t) for t in df.tag], np.int64).reshape(-1, 2)
+    return ((g1.group.to_numpy() == g2.group.to_numpy())
+            & (g2.row.to_numpy() - g1.row.to_numpy() == off[:, 0])
+            & (g2.col.to_numpy() - g1.col.to_numpy() == off[:, 1]))
+
+
+def purity(groups: pd.DataFrame, overlaps: pd.DataFrame, truth: pd.DataFrame, layout: pd.DataFrame | None,
+           complete: bool = True) -> dict:
+    """Impure groups (two passes, or a truth non-duplicate at the group's positions) and whether DupNet's
+    errors explain them."""
     multi = groups[groups.n_images > 1]
     group_of = dict(zip(groups.image_id, groups.group))
     dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
@@ -80,32 +106,49 @@ def purity(groups: pd.DataFrame, overlaps: pd.DataFrame, truth: pd.DataFrame, la
         unit = dict(zip(layout.image_id, zip(layout.scene, layout["pass"])))
         units = multi.assign(unit=[unit.get(i) for i in multi.image_id]).groupby("group").unit.agg(
             lambda u: sorted(set(u)))
-        impure = units[units.apply(len) > 1]
+        impure = units[np.array([len(u) > 1 for u in units], bool)]
         # a false duplicate joining two passes of a group explains its impurity
         joins = inside[np.array([unit.get(a) != unit.get(b) for a, b in zip(inside.img1, inside.img2)], bool)]
         detail = {int(g): [f"scene {s} pass {p}" for s, p in us] for g, us in impure.items()}
         rule = "chips of two or more passes (demo layout)"
+        judged = int(multi.group.nunique())
     else:
-        t = truth.assign(g1=[group_of.get(a) for a in truth.img1], g2=[group_of.get(b) for b in truth.img2])
-        bad = t[(t.g1 == t.g2) & t.g1.notna() & ~t.is_dup.astype(bool)]
-        impure = bad.groupby("g1").size()
+        known = truth[truth.img1.isin(group_of) & truth.img2.isin(group_of)]
+        placed = known[_placed(known, groups)].assign(group=lambda d: d.img1.map(group_of))
+        bad = placed[~placed.is_dup.astype(bool)]
+        impure = bad.groupby("group").size()
         joins = inside
-        detail = {int(g): [f"{n} truth non-duplicate overlap(s) inside"] for g, n in impure.items()}
-        rule = "a truth non-duplicate overlap between two of its chips"
+        detail = {int(g): [f"{n} truth non-duplicate overlap(s) at the group's positions"] for g, n in impure.items()}
+        rule = "a truth non-duplicate overlap at exactly the positions the group gives its two chips"
+        judged = int(placed.group.nunique())
     joins = joins.assign(group=[group_of[a] for a in joins.img1])
     keys = _keys(joins)
-    false_join = joins[keys.isin(wrong) | ~keys.isin(listed)]
+    false_join = joins[np.asarray(keys.isin(wrong) | (complete & ~keys.isin(listed)), bool)]
     explained = {int(g) for g in false_join.group} & set(detail)
     return {"rule": rule, "n_groups": int(groups.group.nunique()), "n_multi_image_groups": int(multi.group.nunique()),
-            "n_impure": len(detail), "n_impure_explained_by_dupnet_errors": len(explained),
+            "n_judged": judged, "n_impure": len(detail), "n_impure_explained_by_dupnet_errors": len(explained),
             "impure_images": int(groups[groups.group.isin(list(detail))].shape[0]),
             "impure_groups": [{"group": g, "units": detail[g], "explained": g in explained}
                               for g in sorted(detail)[:LISTED]]}
 
 
+def split_leaks(truth: pd.DataFrame, split: pd.DataFrame) -> dict:
+    """Truth duplicates whose chips split.csv puts in two splits (every truth duplicate, decidable or not)."""
+    where = dict(zip(split.image_id, split.split))
+    dup = truth[truth.is_dup.astype(bool)]
+    s1, s2 = dup.img1.map(where), dup.img2.map(where)
+    both = s1.notna() & s2.notna()
+    leaked = dup[both & (s1 != s2)]
+    n = int(both.sum())
+    return {"truth_duplicate_overlaps": n, "leaked": int(len(leaked)),
+            "leaked_share": len(leaked) / n if n else None,
+            "leaked_overlaps": leaked[["img1", "img2", "tag"]].head(LISTED).to_dict("records")}
+
+
 def discovery_metrics(truth: pd.DataFrame | None, candidates_path, overlaps_path, groups_path, conflicts_path,
-                      layout_path=None) -> dict:
-    """Discovery figures for metrics.json; counts only when there is no truth."""
+                      layout_path=None, split_path=None, truth_complete: bool = True) -> dict:
+    """Discovery figures for metrics.json; counts (and the split's decided-duplicate leaks) only when there is
+    no truth."""
     candidates = read_table(candidates_path, ["img1", "img2", "tag", "how"], "candidates table").to_pandas()
     overlaps = read_table(overlaps_path, ["img1", "img2", "tag", "is_dup"], "overlaps table").to_pandas()
     groups = read_table(groups_path, ["image_id", "group", "row", "col", "n_images"], "groups table").to_pandas()
@@ -124,11 +167,21 @@ def discovery_metrics(truth: pd.DataFrame | None, candidates_path, overlaps_path
             "conflicts_by_kind": {k: int(v) for k, v in conflicts.kind.value_counts().items()},
         },
     }
+    split = None
+    if split_path:
+        split = pd.read_csv(split_path, dtype={"image_id": str, "split": str})
+        found = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
+        out["split"] = {"decided_duplicate_overlaps": int(len(found)),
+                        "leaked_decided_duplicates": split_leaks(found.assign(is_dup=True), split)["leaked"]}
     if truth is not None and len(truth):
         layout = read_table(layout_path, ["image_id", "scene", "pass"], "layout").to_pandas() if layout_path else None
+        out["truth_complete"] = bool(truth_complete)
         out["candidates"] = candidate_recall(truth, candidates)
-        out["decisions"] = decisions(truth, overlaps)
-        out["groups"] = purity(groups, overlaps, truth, layout)
+        out["decisions"] = decisions(truth, overlaps, truth_complete)
+        # the layout's passes judge purity only when the truth is complete (the demo's own)
+        out["groups"] = purity(groups, overlaps, truth, layout, truth_complete)
+        if split is not None:
+            out["split"]["truth"] = split_leaks(truth, split)
     return out
 
 

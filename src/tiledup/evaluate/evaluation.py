@@ -46,7 +46,7 @@ from tiledup.scoring.overlaps import (METHODS, TILE_COLUMNS, ChipCache, PairScor
                        tile_hashes, tile_lookup)
 from tiledup.run.progress import Progress
 from tiledup.tiles.rejects import read_summary
-from tiledup.dup_truth import COLUMNS as TRUTH_COLUMNS, read_checked
+from tiledup.dup_truth import COLUMNS as TRUTH_COLUMNS, read_checked, read_truth
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
              batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
-             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None) -> Evaluation:
+             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
+             verdicts_path=None, truth_complete: bool = False) -> Evaluation:
     """Score dup_truth (if any); write scores.parquet and metrics.json (the report is written from the result).
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
@@ -215,6 +216,9 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     discovery_paths: candidates, overlaps, groups and conflicts Parquet files of the discovery
     rules (tiledup.evaluate.discovery_figures): their figures against the truth go into metrics.json and the
     report.
+    verdicts_path: a person's verdicts (dup_truth format); without a truth file they are the truth
+    (partial: a person reviews some overlaps), with one they are not read here (the truth decides).
+    truth_complete: the truth labels every overlap among its images (the demo's own truth).
     """
     from tiledup.model.dupnet import load_dupnet
 
@@ -231,6 +235,11 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     rejects = read_summary(rejects_path, len(accepted))
     if truth_path:
         overlaps, skips = read_checked(overlaps_path, skipped_path)
+    elif verdicts_path:
+        overlaps, skips = read_truth(verdicts_path, accepted=accepted, on_bad="error")
+        truth_path, truth_complete = verdicts_path, False
+        log.info("no truth file: a person's verdicts (%s, %d overlaps) are the truth, as a partial one",
+                 verdicts_path, len(overlaps))
     else:
         overlaps, skips = pd.DataFrame(columns=TRUTH_COLUMNS), []
     if skips:
@@ -272,6 +281,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
         "n_dup": int(y.sum()), "n_nondup": int((~y).sum()),  # decidable only; see counts
         "counts": overlap_counts(scored),
         "truth": str(truth_path) if truth_path else None,
+        "truth_is_verdicts": bool(truth_path and truth_path == verdicts_path),
+        "truth_complete": bool(truth_path and truth_complete),
         "skipped_truth_lines": skips,
         "rejects": rejects,
         "undecidable": undecidable[["img1", "img2", "tag", "is_dup"]].to_dict("records"),
@@ -291,7 +302,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
         metrics["note"] = NO_TRUTH
     if discovery_paths:
         metrics["discovery"] = discovery_metrics(truth_decidable(scored) if truth_path else None,
-                                                 layout_path=layout_path, **discovery_paths)
+                                                 layout_path=layout_path, truth_complete=truth_complete,
+                                                 **discovery_paths)
     for rec in metrics["undecidable"]:
         rec["is_dup"] = bool(rec["is_dup"])
     write_json(metrics, out_dir / "metrics.json")
