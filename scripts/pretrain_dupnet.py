@@ -42,7 +42,7 @@ DEMOS = [
     {"seed": 102, "scenes": 8, "scene_rows": 8, "scene_cols": 8},
     {"seed": 103, "scenes": 5, "scene_rows": 12, "scene_cols": 12, "overcast_scenes": 0},
 ]
-SAMPLE = {"pairs": 10000, "seed": 0}  # the rest: config/config.yaml's `sample` block
+SAMPLE = {"pairs": 8000, "seed": 0}  # the rest: config/config.yaml's `sample` block
 TRAIN = {"epochs": 6, "early_stop": 2}  # the rest: config/config.yaml's `train` block
 
 

@@ -4,7 +4,7 @@ rule train:
         val=f"{RESULTS}/dataset/val.parquet",
     # choice.json: which model dupnet.pt is (pretrained, fine-tuned, from scratch) and why.
     # update(): Snakemake does not delete the previous model before the job (nor after a
-    # failed one); train replaces the three files together once a new set is complete.
+    # failed one); train replaces the four files together once a new set is complete.
     output:
         model=update(f"{RESULTS}/model/dupnet.pt"),
         history=update(f"{RESULTS}/model/history.csv"),

@@ -1,11 +1,13 @@
 """DupNet training loop: seeded, checkpointed every epoch, resumable after a kill.
 
-Outputs in out_dir: dupnet.pt (the best model by validation loss),
-history.csv (one row per epoch) and curves.png. Beside them, resume.pt holds
+Outputs in out_dir: dupnet.pt (the model used), history.csv (one row per epoch;
+epoch 0 = the pretrained start), curves.png and choice.json (which model
+dupnet.pt is: the pretrained start, fine-tuned, or trained from scratch, and
+why; see train()). Beside them, resume.pt holds
 the full state after the last finished epoch (model, optimiser, schedule,
 history, best model). It is deliberately not a declared workflow output:
 Snakemake deletes declared outputs before re-running a rule, and this file
-must survive a killed run. The three outputs are written together at the end
+must survive a killed run. The four outputs are written together at the end
 (io.atomic_paths), and the workflow marks them update() so that Snakemake
 keeps them too: while a longer run trains, and after it is stopped, the
 previous model, history and curves stay in place.
@@ -96,12 +98,12 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                            f"({n_dup} duplicates, {len(tr['is_dup']) - n_dup} non-duplicates)")
     check_images(tr, images_dir, train_path)
     check_images(va, images_dir, val_path)
-    start = pretrained_start(pretrained, model_cfg)
+    init = pretrained_start(pretrained, model_cfg)
     n_train = len(tr["is_dup"])
     small = n_train < min_pairs_finetune
     if small:
         log.warning("only %d training pairs (train.min_pairs_finetune: %d): %s", n_train, min_pairs_finetune,
-                    "keeping the pretrained DupNet, too few pairs to fine-tune it on" if start else
+                    "keeping the pretrained DupNet, too few pairs to fine-tune it on" if init else
                     "a DupNet trained from scratch on this few may miss plain duplicates "
                     "(train.pretrained: packaged starts from the shipped one)")
 
@@ -116,12 +118,12 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                  "plateau_patience": plateau_patience, "plateau_factor": plateau_factor,
                  "min_lr": min_lr, "model": model_cfg, "augment": augment_cfg, "another_time": retime_cfg,
                  "train_table": _digest(tr), "val_table": _digest(va),
-                 "pretrained": start and start["digest"]}
+                 "pretrained": init and init["digest"]}
 
     torch.manual_seed(seed)
     net = DupNet(**model_cfg)
-    if start:
-        net.load_state_dict(start["weights"])
+    if init:
+        net.load_state_dict(init["weights"])
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=plateau_factor,
@@ -154,7 +156,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                                seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, batch_size=eval_batch_size, workers=workers, shuffle=False,
                              seed=seed, pin_memory=pin)  # sampler epoch stays 0: fixed augmentation
-    if start and state["pretrained"] is None:
+    if init and state["pretrained"] is None:
         # The pretrained model on the same validation table (same fixed augmentation) is the best so
         # far: a fine-tuned epoch is kept only if it reaches a lower validation loss.
         net.eval()
@@ -162,11 +164,12 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
             pre_loss, pre_acc = _run(net, val_loader, loss_fn, dev, None)
         state["pretrained"] = {"val_loss": pre_loss, "val_acc": pre_acc}
         state["best"], state["best_loss"] = _cpu_copy(net), pre_loss
-        log.info("pretrained DupNet %s: val loss %.4f, val acc %.4f", start["path"], pre_loss, pre_acc)
+        log.info("pretrained DupNet %s: val loss %.4f, val acc %.4f", init["path"], pre_loss, pre_acc)
     # one line per epoch with the ETA of the run (an upper bound when early stopping may end it)
-    run_progress = Progress("training", max(epochs - len(state["history"]), 0), "epochs", log=log, interval=0)
-    while (len(state["history"]) < epochs and state["stale"] < (early_stop or math.inf)
-           and not (start and small)):
+    fine_tune = not (init and small)
+    run_progress = Progress("training", max(epochs - len(state["history"]), 0) if fine_tune else 0, "epochs",
+                            log=log, interval=0)
+    while len(state["history"]) < epochs and state["stale"] < (early_stop or math.inf) and fine_tune:
         epoch = len(state["history"]) + 1
         start = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
@@ -204,7 +207,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     if state["pretrained"]:  # epoch 0: the pretrained model as it came
         history = [{"epoch": 0, "lr": math.nan, "train_loss": math.nan, "train_acc": math.nan,
                     **state["pretrained"], "seconds": 0.0}] + history
-    choice = _choice(start, small, state, n_train, len(va["is_dup"]), min_pairs_finetune)
+    choice = _choice(init, small, state, n_train, len(va["is_dup"]), min_pairs_finetune)
     with atomic_paths(out_dir / "curves.png", out_dir / "history.csv", out_dir / "dupnet.pt",
                       out_dir / CHOICE) as tmp:
         _plot(history, tmp[0])
@@ -217,12 +220,12 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     return best
 
 
-def _choice(start, small, state, n_train, n_val, min_pairs_finetune) -> dict:
+def _choice(init, small, state, n_train, n_val, min_pairs_finetune) -> dict:
     """Which model dupnet.pt is (pretrained, fine-tuned or trained from scratch), why, and the
     validation figures of each candidate on the same validation table."""
     trained = min(state["history"], key=lambda r: r["val_loss"]) if state["history"] else None
     pre = state["pretrained"]
-    if start is None:
+    if init is None:
         model, why = "trained from scratch", "train.pretrained is none"
     elif small:
         model, why = "pretrained", (f"{n_train} training pairs are fewer than train.min_pairs_finetune "
@@ -234,10 +237,10 @@ def _choice(start, small, state, n_train, n_val, min_pairs_finetune) -> dict:
         model, why = "fine-tuned", (f"fine-tuned epoch {trained['epoch']} reached validation loss "
                                     f"{trained['val_loss']:.4f}, below the pretrained model's {pre['val_loss']:.4f}")
     figures = (lambda r: r and {"val_loss": r["val_loss"], "val_acc": r["val_acc"]})
-    return {"model": model, "why": why, "pretrained": start and start["path"],
+    return {"model": model, "why": why, "pretrained": init and init["path"],
             "train_pairs": n_train, "val_pairs": n_val, "min_pairs_finetune": min_pairs_finetune,
             "val": {"pretrained": figures(pre),
-                    ("trained from scratch" if start is None else "fine-tuned"): figures(trained)
+                    ("trained from scratch" if init is None else "fine-tuned"): figures(trained)
                     and {**figures(trained), "epoch": trained["epoch"]}}}
 
 
