@@ -70,3 +70,16 @@ def test_fine_tuned_model_is_kept_only_when_its_validation_loss_is_lower(tables,
 def test_a_start_of_another_shape_is_named(tables, real_data, tmp_path):
     with pytest.raises(TiledupError, match="train.pretrained 'packaged' .* set train.pretrained: none"):
         train(*tables, real_data / "airbus_samples", tmp_path, workers=0, **FINETUNE, model={"width": 8})
+
+
+def test_the_evaluation_says_which_model_it_scored(tmp_path):
+    """choice.json beside the model reaches metrics.json's `model` (the report shows it)."""
+    from tiledup.evaluate.evaluation import evaluate
+
+    from test_evaluate import make_case
+
+    paths = make_case(tmp_path)
+    choice = {"model": "pretrained", "why": "a test", "val": {"pretrained": {"val_loss": 0.1, "val_acc": 0.9}}}
+    (paths["model_path"].parent / CHOICE).write_text(json.dumps(choice))
+    evaluate(**paths, out_dir=tmp_path / "eval", device="cpu", batch_size=16)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == choice
