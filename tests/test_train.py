@@ -17,7 +17,7 @@ from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.dupnet import load_dupnet
 from tiledup.model.train import train
 
-TINY = {"model": {"width": 8, "depth": 2}, "batch_size": 16, "lr": 0.003}
+TINY = {"model": {"width": 8, "depth": 2}, "batch_size": 16, "lr": 0.003, "pretrained": "none"}
 
 
 def _write(rows, path):

@@ -2,12 +2,14 @@ rule train:
     input:
         train=f"{RESULTS}/dataset/train.parquet",
         val=f"{RESULTS}/dataset/val.parquet",
+    # choice.json: which model dupnet.pt is (pretrained, fine-tuned, from scratch) and why.
     # update(): Snakemake does not delete the previous model before the job (nor after a
-    # failed one); train replaces the three files together once a new set is complete.
+    # failed one); train replaces the four files together once a new set is complete.
     output:
         model=update(f"{RESULTS}/model/dupnet.pt"),
         history=update(f"{RESULTS}/model/history.csv"),
         curves=report(update(f"{RESULTS}/model/curves.png"), category="Training"),
+        choice=update(f"{RESULTS}/model/choice.json"),
     params:
         images=IMAGES,
         options=options("train"),

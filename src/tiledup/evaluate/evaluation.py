@@ -24,6 +24,7 @@ validation pairs.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.evaluate.by_kind import kind_breakdown, read_kinds
 from tiledup.run.io import read_parquets, read_table, write_json, write_parquet
 from tiledup.model.loader import training_pair
+from tiledup.model.train import CHOICE
 from tiledup.scoring.overlaps import (METHODS, TILE_COLUMNS, ChipCache, PairScorer, check_evidence, score_overlaps,
                        tile_hashes, tile_lookup)
 from tiledup.run.progress import Progress
@@ -306,6 +308,9 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
                                                  **discovery_paths)
     for rec in metrics["undecidable"]:
         rec["is_dup"] = bool(rec["is_dup"])
+    choice = Path(model_path).parent / CHOICE  # training's record of which model this is, and why
+    if choice.exists():
+        metrics["model"] = json.loads(choice.read_text())
     write_json(metrics, out_dir / "metrics.json")
     return Evaluation(scored, metrics, discovery_paths["groups_path"] if discovery_paths else None)
 

@@ -1,11 +1,13 @@
 """DupNet training loop: seeded, checkpointed every epoch, resumable after a kill.
 
-Outputs in out_dir: dupnet.pt (the best model by validation loss),
-history.csv (one row per epoch) and curves.png. Beside them, resume.pt holds
+Outputs in out_dir: dupnet.pt (the model used), history.csv (one row per epoch;
+epoch 0 = the pretrained start), curves.png and choice.json (which model
+dupnet.pt is: the pretrained start, fine-tuned, or trained from scratch, and
+why; see train()). Beside them, resume.pt holds
 the full state after the last finished epoch (model, optimiser, schedule,
 history, best model). It is deliberately not a declared workflow output:
 Snakemake deletes declared outputs before re-running a rule, and this file
-must survive a killed run. The three outputs are written together at the end
+must survive a killed run. The four outputs are written together at the end
 (io.atomic_paths), and the workflow marks them update() so that Snakemake
 keeps them too: while a longer run trains, and after it is stopped, the
 previous model, history and curves stay in place.
@@ -45,15 +47,17 @@ from torch import nn
 from tiledup.model.another_time import check_another_time
 from tiledup.model.augment import check_augment
 from tiledup.run.errors import TiledupError
-from tiledup.run.io import atomic_path, atomic_paths, write_text
+from tiledup.run.io import atomic_path, atomic_paths, write_json, write_text
 from tiledup.model.loader import TRAIN_STREAM, VAL_STREAM, PairDataset, as_input, check_images, make_loader, read_pairs
 from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, _autocast, resolve_device, save_dupnet
+from tiledup.model.pretrained import pretrained_start
 from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
 
 RESUME = "resume.pt"
 RESUME_LOG = "resume.log"
+CHOICE = "choice.json"
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
 
@@ -62,11 +66,16 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
           lr: float = 0.002, weight_decay: float = 0.0001, early_stop: int = 2,
           plateau_patience: int = 1, plateau_factor: float = 0.5, min_lr: float = 1e-5,
           model: dict | None = None, augment: dict | None = None,
-          another_time: dict | None = None, record: ResumeLog | None = None) -> dict:
-    """Train DupNet on the train table, select by the val table; returns the best epoch's history row.
+          another_time: dict | None = None, pretrained: str = "packaged", min_pairs_finetune: int = 2000,
+          record: ResumeLog | None = None) -> dict:
+    """Train DupNet on the train table, select by the val table; returns the best epoch's history row
+    (epoch 0 = the pretrained model, kept).
 
     Keywords = the `train` config block; `workers` = DataLoader processes (and twice the model's CPU
-    threads); `record` = recorded_log's ResumeLog, told whether the run resumed.
+    threads); `record` = recorded_log's ResumeLog, told whether the run resumed. `pretrained`
+    (packaged, none or a dupnet.pt path) is the start; it is fine-tuned only from min_pairs_finetune
+    training pairs on, and kept unless a fine-tuned epoch reaches a lower validation loss. Which model
+    was kept and why goes to choice.json beside dupnet.pt.
     """
     out_dir = Path(out_dir)
     unknown_model = set(model or {}) - set(MODEL_DEFAULTS)
@@ -76,7 +85,8 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     augment_cfg = check_augment(augment or {})
     retime_cfg = check_another_time(another_time)
     for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
-                            ("eval_batch_size", eval_batch_size, 1), ("early_stop", early_stop, 0)):
+                            ("eval_batch_size", eval_batch_size, 1), ("early_stop", early_stop, 0),
+                            ("min_pairs_finetune", min_pairs_finetune, 0)):
         if not isinstance(value, int) or value < lo:
             raise TiledupError(f"train.{name} must be an integer >= {lo}, got {value!r}")
 
@@ -88,6 +98,14 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                            f"({n_dup} duplicates, {len(tr['is_dup']) - n_dup} non-duplicates)")
     check_images(tr, images_dir, train_path)
     check_images(va, images_dir, val_path)
+    init = pretrained_start(pretrained, model_cfg)
+    n_train = len(tr["is_dup"])
+    small = n_train < min_pairs_finetune
+    if small:
+        log.warning("only %d training pairs (train.min_pairs_finetune: %d): %s", n_train, min_pairs_finetune,
+                    "keeping the pretrained DupNet, too few pairs to fine-tune it on" if init else
+                    "a DupNet trained from scratch on this few may miss plain duplicates "
+                    "(train.pretrained: packaged starts from the shipped one)")
 
     dev = resolve_device(device)
     # The loader workers (one process each) take about as much CPU per pair as the model: the model
@@ -99,14 +117,19 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     signature = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                  "plateau_patience": plateau_patience, "plateau_factor": plateau_factor,
                  "min_lr": min_lr, "model": model_cfg, "augment": augment_cfg, "another_time": retime_cfg,
-                 "train_table": _digest(tr), "val_table": _digest(va)}
+                 "train_table": _digest(tr), "val_table": _digest(va),
+                 "pretrained": init and init["digest"]}
 
     torch.manual_seed(seed)
-    net = DupNet(**model_cfg).to(dev)
+    net = DupNet(**model_cfg)
+    if init:
+        net.load_state_dict(init["weights"])
+    net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=plateau_factor,
                                                        patience=plateau_patience, min_lr=min_lr)
-    state = {"history": [], "best": None, "best_loss": math.inf, "stale": 0, "finished": False}
+    state = {"history": [], "best": None, "best_loss": math.inf, "stale": 0, "finished": False,
+             "pretrained": None}
     ckpt_path = out_dir / RESUME
     ckpt = _load_checkpoint(ckpt_path, signature) if ckpt_path.exists() else None
     if ckpt is not None:
@@ -133,9 +156,20 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
                                seed=seed, pin_memory=pin)
     val_loader = make_loader(val_set, batch_size=eval_batch_size, workers=workers, shuffle=False,
                              seed=seed, pin_memory=pin)  # sampler epoch stays 0: fixed augmentation
+    if init and state["pretrained"] is None:
+        # The pretrained model on the same validation table (same fixed augmentation) is the best so
+        # far: a fine-tuned epoch is kept only if it reaches a lower validation loss.
+        net.eval()
+        with torch.no_grad():
+            pre_loss, pre_acc = _run(net, val_loader, loss_fn, dev, None)
+        state["pretrained"] = {"val_loss": pre_loss, "val_acc": pre_acc}
+        state["best"], state["best_loss"] = _cpu_copy(net), pre_loss
+        log.info("pretrained DupNet %s: val loss %.4f, val acc %.4f", init["path"], pre_loss, pre_acc)
     # one line per epoch with the ETA of the run (an upper bound when early stopping may end it)
-    run_progress = Progress("training", max(epochs - len(state["history"]), 0), "epochs", log=log, interval=0)
-    while len(state["history"]) < epochs and state["stale"] < (early_stop or math.inf):
+    fine_tune = not (init and small)
+    run_progress = Progress("training", max(epochs - len(state["history"]), 0) if fine_tune else 0, "epochs",
+                            log=log, interval=0)
+    while len(state["history"]) < epochs and state["stale"] < (early_stop or math.inf) and fine_tune:
         epoch = len(state["history"]) + 1
         start = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
@@ -156,7 +190,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
         state["history"].append(row)
         if val_loss < state["best_loss"]:
             state["best_loss"], state["stale"] = val_loss, 0
-            state["best"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            state["best"] = _cpu_copy(net)
         else:
             state["stale"] += 1
         log.info("epoch %d: lr %.2g, train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s",
@@ -169,13 +203,49 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
         log.info("early stop: no validation loss improvement for %d epochs", state["stale"])
 
     net.load_state_dict(state["best"])
-    with atomic_paths(out_dir / "curves.png", out_dir / "history.csv", out_dir / "dupnet.pt") as tmp:
-        _plot(state["history"], tmp[0])
-        _write_history(state["history"], tmp[1])
+    history = state["history"]
+    if state["pretrained"]:  # epoch 0: the pretrained model as it came
+        history = [{"epoch": 0, "lr": math.nan, "train_loss": math.nan, "train_acc": math.nan,
+                    **state["pretrained"], "seconds": 0.0}] + history
+    choice = _choice(init, small, state, n_train, len(va["is_dup"]), min_pairs_finetune)
+    with atomic_paths(out_dir / "curves.png", out_dir / "history.csv", out_dir / "dupnet.pt",
+                      out_dir / CHOICE) as tmp:
+        _plot(history, tmp[0])
+        _write_history(history, tmp[1])
         save_dupnet(net, tmp[2])
-    best = min(state["history"], key=lambda r: r["val_loss"])
+        write_json(choice, tmp[3])
+    best = min(history, key=lambda r: r["val_loss"])
     log.info("best epoch %d: val loss %.4f, val acc %.4f", best["epoch"], best["val_loss"], best["val_acc"])
+    log.info("model used: %s, because %s", choice["model"], choice["why"])
     return best
+
+
+def _choice(init, small, state, n_train, n_val, min_pairs_finetune) -> dict:
+    """Which model dupnet.pt is (pretrained, fine-tuned or trained from scratch), why, and the
+    validation figures of each candidate on the same validation table."""
+    trained = min(state["history"], key=lambda r: r["val_loss"]) if state["history"] else None
+    pre = state["pretrained"]
+    if init is None:
+        model, why = "trained from scratch", "train.pretrained is none"
+    elif small:
+        model, why = "pretrained", (f"{n_train} training pairs are fewer than train.min_pairs_finetune "
+                                    f"({min_pairs_finetune}): too few to fine-tune on")
+    elif trained is None or trained["val_loss"] >= pre["val_loss"]:
+        model, why = "pretrained", (f"no fine-tuned epoch reached a lower validation loss than the "
+                                    f"pretrained model's {pre['val_loss']:.4f}")
+    else:
+        model, why = "fine-tuned", (f"fine-tuned epoch {trained['epoch']} reached validation loss "
+                                    f"{trained['val_loss']:.4f}, below the pretrained model's {pre['val_loss']:.4f}")
+    figures = (lambda r: r and {"val_loss": r["val_loss"], "val_acc": r["val_acc"]})
+    return {"model": model, "why": why, "pretrained": init and init["path"],
+            "train_pairs": n_train, "val_pairs": n_val, "min_pairs_finetune": min_pairs_finetune,
+            "val": {"pretrained": figures(pre),
+                    ("trained from scratch" if init is None else "fine-tuned"): figures(trained)
+                    and {**figures(trained), "epoch": trained["epoch"]}}}
+
+
+def _cpu_copy(net) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
 class ResumeLog:
