@@ -58,3 +58,21 @@ rule groups:
         "tiledup groups --overlaps {input.overlaps} --tiles {input.tiles} --out {output.groups}"
         " --split {output.split} --conflicts {output.conflicts}"
         " --options {params.options:q} > {log} 2>&1"
+
+
+# Exports for other tools: the duplicate map (imagededup-like) and the chips safe to drop.
+rule exports:
+    input:
+        overlaps=f"{RESULTS}/overlaps/overlaps.parquet",
+        groups=f"{RESULTS}/groups/groups.parquet",
+        tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+    output:
+        duplicates=f"{RESULTS}/groups/duplicates.json",
+        removable=f"{RESULTS}/groups/removable.txt",
+    conda:
+        "../../envs/tiledup.yaml"
+    log:
+        f"{RESULTS}/logs/exports.log",
+    shell:
+        "tiledup exports --overlaps {input.overlaps} --groups {input.groups} --tiles {input.tiles}"
+        " --duplicates {output.duplicates} --removable {output.removable} > {log} 2>&1"

@@ -9,6 +9,9 @@ rule evaluate:
         verified=f"{RESULTS}/overlaps/overlaps.parquet",
         groups=f"{RESULTS}/groups/groups.parquet",
         conflicts=f"{RESULTS}/groups/conflicts.parquet",
+        split=f"{RESULTS}/groups/split.csv",
+        duplicates=f"{RESULTS}/groups/duplicates.json",
+        removable=f"{RESULTS}/groups/removable.txt",
         **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
@@ -39,5 +42,6 @@ rule evaluate:
         " --model {input.model} --val {input.val} --tiles {input.tiles}"
         " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --candidates {input.candidates} --verified {input.verified} --groups {input.groups}"
-        " --conflicts {input.conflicts}"
+        " --conflicts {input.conflicts} --split {input.split} --duplicates {input.duplicates}"
+        " --removable {input.removable}"
         " --evidence {params.evidence:q} --options {params.options:q} > {log} 2>&1"
