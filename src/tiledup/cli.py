@@ -387,15 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a config key (nested with dots, YAML value), e.g. --set train.epochs=1; repeatable")
     s.add_argument("--force", action="store_true",
                    help="replace the run of another images folder in --out instead of refusing")
-    s.add_argument("snakemake", nargs=argparse.REMAINDER,
-                   help="after --: more Snakemake options, e.g. -- -n for a dry run")
+    s.epilog = "Anything after -- goes to Snakemake as it is: targets or options, e.g. `-- -n` for a dry run."
     return p
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    # `tiledup run ... -- SNAKEMAKE ARGS`: the part after -- is Snakemake's, never parsed here
+    cut = argv.index("--") if argv[:1] == ["run"] and "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.argv, args.snakemake = argv, argv[cut + 1:]
     # PyTorch's OpenMP threads spin while they wait for each other; beside loader workers or other
     # users' jobs that spinning takes the cores the work needs (training 3-4x slower on 2 shared
     # cores, benchmarks/bench_train.py). Set before torch is imported; an explicit setting wins.

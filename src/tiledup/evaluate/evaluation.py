@@ -51,6 +51,7 @@ from tiledup.dup_truth import COLUMNS as TRUTH_COLUMNS, read_checked
 log = logging.getLogger(__name__)
 
 TOP = 100  # precision among the TOP highest-scoring overlaps (ties in truth-file order)
+MISSED_SCHEMA = pa.schema([("img1", pa.string()), ("img2", pa.string()), ("tag", pa.string())])
 NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not the built-in "
             "demo, so there are no labelled overlaps to score; only validation-split figures "
             "are shown")
@@ -207,7 +208,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
              batch_size: int = 64, device: str = "auto",
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
-             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None) -> Evaluation:
+             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
+             list_cap: int = 50) -> Evaluation:
     """Score dup_truth (if any); write scores.parquet and metrics.json (the report is written from the result).
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
@@ -215,6 +217,9 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     discovery_paths: candidates, overlaps, groups and conflicts Parquet files of the discovery
     rules (tiledup.evaluate.discovery_figures): their figures against the truth go into metrics.json and the
     report.
+    Lists in metrics.json hold at most `list_cap` entries, each with its full list named: the undecidable
+    truth overlaps (scores.parquet, decidable false), the rejected images (the rejects table) and the
+    missed candidates (missed_candidates.parquet beside metrics.json).
     """
     from tiledup.model.dupnet import load_dupnet
 
@@ -294,6 +299,15 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
                                                  layout_path=layout_path, **discovery_paths)
     for rec in metrics["undecidable"]:
         rec["is_dup"] = bool(rec["is_dup"])
+    metrics["undecidable"] = metrics["undecidable"][:list_cap]
+    metrics["lists"] = {"cap": list_cap, "undecidable": "scores.parquet (decidable false)",
+                        "rejects": str(rejects_path)}
+    rejects["images"] = rejects["images"][:list_cap]
+    missed = metrics.get("discovery", {}).get("candidates", {}).get("missed")
+    if missed is not None:
+        write_parquet(pa.Table.from_pylist(missed, schema=MISSED_SCHEMA), out_dir / "missed_candidates.parquet")
+        metrics["discovery"]["candidates"].update(missed=missed[:list_cap], n_missed=len(missed))
+        metrics["lists"]["missed"] = "missed_candidates.parquet"
     write_json(metrics, out_dir / "metrics.json")
     return Evaluation(scored, metrics, discovery_paths["groups_path"] if discovery_paths else None)
 

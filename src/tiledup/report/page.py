@@ -107,12 +107,12 @@ def write_bytes(data: bytes, path) -> None:
 
 
 def evaluate_and_report(*, gallery_errors: int = 100, gallery_correct: int = 12, gallery_duplicates: int = 48,
-                        list_cap: int = 50, thumb: int = 128, mosaics: int = 6, mosaic_tile: int = 64,
+                        thumb: int = 128, mosaics: int = 6, mosaic_tile: int = 64,
                         exports: dict | None = None, **evaluate_args) -> dict:
     """The `evaluate` rule: tiledup.evaluate.evaluation.evaluate, then the report from its result.
 
-    Keywords = the `evaluate` config block: the report's own (galleries, list cap, thumbnails, mosaics
-    of the `mosaics` largest groups at `mosaic_tile` pixels per tile) and the evaluation's.
+    Keywords = the `evaluate` config block: the report's own (galleries, thumbnails, mosaics of the
+    `mosaics` largest groups at `mosaic_tile` pixels per tile) and the evaluation's (list_cap is both's).
     exports: the split, duplicates.json and removable.txt paths (shown and linked).
     """
     result = evaluate(**evaluate_args)
@@ -121,8 +121,8 @@ def evaluate_and_report(*, gallery_errors: int = 100, gallery_correct: int = 12,
                     "conflicts": discovery["conflicts_path"], **(exports or {})} if discovery else {})
     write_report(result.scored, result.metrics, evaluate_args["images_dir"], evaluate_args["out_dir"],
                  found_paths=found_paths, gallery_errors=gallery_errors, gallery_correct=gallery_correct,
-                 gallery_duplicates=gallery_duplicates, list_cap=list_cap, thumb=thumb, mosaics=mosaics,
-                 mosaic_tile=mosaic_tile, seed=evaluate_args.get("val_seed", 0))
+                 gallery_duplicates=gallery_duplicates, list_cap=evaluate_args.get("list_cap", 50), thumb=thumb,
+                 mosaics=mosaics, mosaic_tile=mosaic_tile, seed=evaluate_args.get("val_seed", 0))
     return result.metrics
 
 

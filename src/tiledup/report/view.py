@@ -187,6 +187,7 @@ def duplicates_section(data, f) -> dict:
     paths = data.found_paths
     return {"id": "duplicates", "title": f"Duplicates found ({len(dups):,})", "template": "duplicates.html.j2",
             "shown": len(shown), "total": len(dups), "cards": items, "cap_key": "evaluate.gallery_duplicates",
+            "legend": data.legend,
             "links": [link(data, paths[k]) for k in ("duplicates", "overlaps") if paths.get(k)]}
 
 

@@ -142,6 +142,5 @@ def run(images, out="results", truth="", cores="all", profile=None, sets=(), for
     """
     snakefile = find_snakefile()
     run_config = prepare(images, out, truth, sets, force)
-    extra = [a for a in extra if a != "--"]
     cmd = snakemake_command(snakefile, run_config, cores, profile, extra)
     return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]))
