@@ -160,21 +160,26 @@ def test_no_truth_page(report_inputs, tmp_path):
 
 
 def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, airbus_chips, tmp_path):
-    """The default caps times the largest panel of real (busy, textured) chips, plus the rest of the page."""
+    """The default caps times the largest panel and mosaic of real (busy, textured) chips, plus the rest."""
     import inspect
 
+    from tiledup.report.mosaics import mosaic
+
     scored, metrics, images = report_inputs
-    defaults = inspect.signature(evaluate_and_report).parameters
-    n_cards = defaults["gallery_errors"].default + defaults["gallery_correct"].default
-    thumb = defaults["thumb"].default
-    rows = pd.DataFrame({"img1": [p.name for p in airbus_chips[:-1]], "img2": [p.name for p in airbus_chips[1:]],
-                         "tag": "08", "is_dup": False, "n_tile_pairs": 9, "n_informative": 9})
-    for m in METHODS:
-        rows[m] = 0.5
-    largest = max(len(panel_uri(images, r.img1, r.img2, r.tag, thumb)[0]) + 300 for r in rows.itertuples())
+    defaults = {k: p.default for k, p in inspect.signature(evaluate_and_report).parameters.items()}
+    n_cards = defaults["gallery_errors"] + defaults["gallery_correct"]
+    pairs = list(zip([p.name for p in airbus_chips[:-1]], [p.name for p in airbus_chips[1:]]))
+    largest = max(len(panel_uri(images, a, b, "08", defaults["thumb"])[0]) + 300 for a, b in pairs)
+    largest_found = max(len(panel_uri(images, a, b, "08", defaults["thumb"], maps=False)[0]) + 300 for a, b in pairs)
+    # the worst mosaic: 5 x 5 real chips side by side, 960 x 960 px of texture
+    members = pd.DataFrame({"image_id": [airbus_chips[k % 24].name for k in range(25)],
+                            "row": [3 * (k // 5) for k in range(25)], "col": [3 * (k % 5) for k in range(25)]})
+    one_mosaic = len(mosaic(members, images, defaults["mosaic_tile"], 960)["src"]) + 25 * 150
     write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
     rest = (tmp_path / "report.html").stat().st_size
-    assert rest + n_cards * largest <= 5_000_000, (rest, n_cards, largest)
+    total = (rest + n_cards * largest + defaults["gallery_duplicates"] * largest_found
+             + defaults["mosaics"] * one_mosaic)
+    assert total <= 5_000_000, (rest, n_cards, largest, largest_found, one_mosaic)
 
 
 def test_rejects_section_counts_reasons_and_caps_the_names(report_inputs, tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,8 @@ from tiledup.run.errors import TiledupError
 from tiledup.run.inputs import check_inputs, write_inputs
 from tiledup.run.launch import parse_sets
 from tiledup.tiles.manifest import remove_stale_shards
+
+from procs import kill_tagged, tagged, tagged_env, wait_until
 
 FAST = ["--set", "train.epochs=1", "--set", "train.model.width=8", "--set", "sample.pairs=200",
         "--set", "evaluate.val_pairs=200", "--set", "evaluate.val_repeats=1", "--set", "shards=3"]
@@ -160,3 +164,35 @@ def test_lower_shard_count_leaves_no_tables_of_the_earlier_count(chips_run, tmp_
         assert sorted(p.name for p in (work / folder).glob("*.parquet")) == ["000.parquet", "001.parquet"]
     tiles = pq.read_table(sorted((work / "tiles").glob("*.parquet"))).to_pandas()
     assert tiles.image_id.nunique() == 24 and len(tiles) == 9 * 24  # no image twice
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_in_one_line_what_stopped_and_how_to_resume(chips_run, tmp_path):
+    """SIGINT to `tiledup run` while DupNet trains: Snakemake and its jobs stop, and the console gets one
+    line naming the step and the command that resumes, instead of Snakemake's report of the killed job."""
+    images, out, _ = chips_run
+    work = tmp_path / "found"
+    shutil.copytree(out, work)
+    (work / "inputs.json").unlink()
+    tag, env = tagged_env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    args = [sys.executable, "-m", "tiledup.cli", "run", str(images), "--out", str(work), "--cores", "2", *FAST,
+            "--set", "train.epochs=30", "--set", "train.early_stop=0"]  # extends the finished training
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("localrule train:"):
+                break
+        assert wait_until(lambda: any("tiledup train" in cmd for _, _, cmd in tagged(tag)), 60)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 130
+        assert rest.strip().splitlines() == [
+            "tiledup run stopped by SIGINT during train; finished steps are kept, so the same command resumes: "
+            + shlex.join(["tiledup", *args[3:]])]
+        assert wait_until(lambda: not tagged(tag), 30) is not None, tagged(tag)
+    finally:
+        proc.kill()
+        kill_tagged(tag)

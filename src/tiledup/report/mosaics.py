@@ -58,7 +58,7 @@ def mosaic(members: pd.DataFrame, images_dir, tile_px: int, max_side: int) -> di
     if not chips:
         return None
     canvas = stitch(chips, px)
-    pic = simplejpeg.encode_jpeg(np.ascontiguousarray(canvas), quality=80, colorspace="RGB")
+    pic = simplejpeg.encode_jpeg(np.ascontiguousarray(canvas), quality=75, colorspace="RGB")
     return {"src": data_uri(pic, "image/jpeg"), "width": canvas.shape[1], "height": canvas.shape[0],
             "rows": rows, "cols": cols, "labels": labels, "missing": missing}
 

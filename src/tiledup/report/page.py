@@ -40,9 +40,9 @@ class ReportData:
     errors: pd.DataFrame  # DupNet's errors among the decidable overlaps, most confident first
     roc: bytes = b""
     pr: bytes = b""
-    gallery_errors: int = 100
+    gallery_errors: int = 60
     gallery_correct: int = 12
-    gallery_duplicates: int = 48
+    gallery_duplicates: int = 40
     list_cap: int = 50
     thumb: int = 128
     mosaics: int = 6
@@ -106,7 +106,7 @@ def write_bytes(data: bytes, path) -> None:
         tmp.write_bytes(data)
 
 
-def evaluate_and_report(*, gallery_errors: int = 100, gallery_correct: int = 12, gallery_duplicates: int = 48,
+def evaluate_and_report(*, gallery_errors: int = 60, gallery_correct: int = 12, gallery_duplicates: int = 40,
                         thumb: int = 128, mosaics: int = 6, mosaic_tile: int = 64,
                         exports: dict | None = None, **evaluate_args) -> dict:
     """The `evaluate` rule: tiledup.evaluate.evaluation.evaluate, then the report from its result.

@@ -95,8 +95,9 @@ def diverging(diff: np.ndarray, clip: float = DIFF_CLIP) -> np.ndarray:
     return _LUT[np.round((v + 1) * 127.5).astype(np.uint8)]
 
 
-def panel(chip1, chip2, tag: str, thumb: int) -> np.ndarray:
-    """2 x 2 panel: chips with the overlap box drawn (top), their channel subtraction maps (bottom)."""
+def panel(chip1, chip2, tag: str, thumb: int, maps: bool = True) -> np.ndarray:
+    """2 x 2 panel: chips with the overlap box drawn (top), their channel subtraction maps (bottom; only the
+    top row without `maps`)."""
     cells = []
     for chip, t in ((chip1, tag), (chip2, partner_tag(tag))):
         box = overlap_box(t)
@@ -113,6 +114,8 @@ def panel(chip1, chip2, tag: str, thumb: int) -> np.ndarray:
         cells.append(views)
     gap = np.full((thumb, 4, 3), 255, np.uint8)
     top = np.hstack([cells[0][0], gap, cells[1][0]])
+    if not maps:
+        return top
     bottom = np.hstack([cells[0][1], gap, cells[1][1]])
     return np.vstack([top, np.full((4, top.shape[1], 3), 255, np.uint8), bottom])
 
@@ -124,10 +127,10 @@ def legend() -> dict:
     return {"src": data_uri(png, "image/png"), "clip": DIFF_CLIP, "quarter": DIFF_CLIP // 4}
 
 
-def panel_uri(images_dir, img1: str, img2: str, tag: str, thumb: int) -> tuple[str, str]:
+def panel_uri(images_dir, img1: str, img2: str, tag: str, thumb: int, maps: bool = True) -> tuple[str, str]:
     """(data URI of an overlap's panel, "") or ("", why it cannot be shown)."""
     try:
-        pic = panel(read_chip(Path(images_dir) / img1), read_chip(Path(images_dir) / img2), tag, thumb)
+        pic = panel(read_chip(Path(images_dir) / img1), read_chip(Path(images_dir) / img2), tag, thumb, maps)
     except RejectedImage as e:
         return "", f"cannot show: {e}"
     jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(pic), quality=PANEL_QUALITY, colorspace="RGB")

@@ -14,12 +14,10 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tiledup.discovery.summary import found
 from tiledup.grid import partner_tag
-from tiledup.pairs.dataset import SPLITS
 from tiledup.run.io import read_table
 from tiledup.run.progress import Progress
 from tiledup.report import mosaics as mosaic_pictures
@@ -163,13 +161,13 @@ def counts_sentence(counts: dict) -> str:
             f"+ {u['overlaps']:,} undecidable ({part(u)}; no tile pair is evidence either way, so not scored)")
 
 
-def cards(data, rows: pd.DataFrame, what: str, describe) -> list[dict]:
+def cards(data, rows: pd.DataFrame, what: str, describe, maps: bool = True) -> list[dict]:
     """Gallery cards (panel picture + caption lines) for overlap rows; describe(row) -> (label, css, lines)."""
     out = []
     with Progress(f"report {what}", len(rows), "overlaps", log=log) as progress:
         for r in rows.itertuples():
             label, css, lines = describe(r)
-            src, problem = panel_uri(data.images_dir, r.img1, r.img2, r.tag, data.thumb)
+            src, problem = panel_uri(data.images_dir, r.img1, r.img2, r.tag, data.thumb, maps)
             out.append({"src": src, "problem": problem, "alt": f"{r.img1} {r.img2} {r.tag}", "label": label,
                         "css": css, "lines": lines})
             progress.update()
@@ -183,11 +181,10 @@ def duplicates_section(data, f) -> dict:
     items = cards(data, shown, "duplicates gallery", lambda r: (
         f"DupNet {r.score:.3f}", "ok",
         [f"{r.img1} × {r.img2}", f"tag {r.tag} (partner {partner_tag(r.tag)}), "
-                                 f"{r.n_informative}/{r.n_tile_pairs} tile pairs informative"]))
+                                 f"{r.n_informative}/{r.n_tile_pairs} tile pairs informative"]), maps=False)
     paths = data.found_paths
     return {"id": "duplicates", "title": f"Duplicates found ({len(dups):,})", "template": "duplicates.html.j2",
             "shown": len(shown), "total": len(dups), "cards": items, "cap_key": "evaluate.gallery_duplicates",
-            "legend": data.legend,
             "links": [link(data, paths[k]) for k in ("duplicates", "overlaps") if paths.get(k)]}
 
 

@@ -88,12 +88,12 @@ def prepare(images, out, truth="", sets=(), force=False) -> Path:
 
 def snakemake_command(snakefile: Path, run_config: Path, cores, profile: str | None, extra=()) -> list[str]:
     exe = Path(sys.executable).with_name("snakemake")
-    cmd = [str(exe) if exe.exists() else "snakemake", "--snakefile", str(snakefile), "--cores", str(cores),
-           "--configfile", str(snakefile.parent / "config" / "config.yaml"), str(run_config)]
+    # the extra arguments (targets, options) first: --configfile takes every word after it
+    cmd = [str(exe) if exe.exists() else "snakemake", *extra, "--snakefile", str(snakefile), "--cores", str(cores)]
     if profile:
         named = snakefile.parent / "profiles" / profile
         cmd += ["--profile", str(named if named.is_dir() else profile)]
-    return cmd + list(extra)
+    return cmd + ["--configfile", str(snakefile.parent / "config" / "config.yaml"), str(run_config)]
 
 
 def stream(cmd: list[str], cwd: Path, resume: str) -> int:
