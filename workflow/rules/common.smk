@@ -20,7 +20,7 @@ except TiledupError as e:
     raise WorkflowError(str(e)) from None
 
 # Every output goes under RESULTS (config key `results`; `tiledup run --out`).
-RESULTS = config["results"].rstrip("/") or "."
+RESULTS = os.path.normpath(config["results"])
 DEMO = not config["images"]
 IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
