@@ -111,7 +111,7 @@ def summary(data, f: dict | None) -> dict:
             check += "; leaks.json: " + ", ".join(f"{k} {v}" for k, v in f["leaks_file"].items()
                                                   if not isinstance(v, (dict, list)))
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
-        kinds = ", ".join(f"{v:,} {k}" for k, v in c["conflicts_by_kind"].items())
+        kinds = ", ".join(f"{k}: {v:,}" for k, v in c["conflicts_by_kind"].items())
         items.append({"label": "Conflicts", "text": f"{c['conflicts']:,} duplicate decisions cut from the groups"
                       + (f" ({kinds})" if kinds else ""), "links": [{"href": "#conflicts", "text": "list"}]})
         items.append({"label": "Undecidable", "text": f"{c['undecidable']:,} candidate overlaps with no tile pair "
