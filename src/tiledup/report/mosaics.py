@@ -53,8 +53,9 @@ def mosaic(members: pd.DataFrame, images_dir, tile_px: int, max_side: int) -> di
             missing.append(image_id)
             continue
         k = stacked[(r, c)] = stacked.get((r, c), -1) + 1
+        # an id is about one tile wide: chips one column apart put theirs on alternate lines
         labels.append({"id": Path(image_id).stem, "left": round(100 * c / cols, 3),
-                       "top": round(100 * r / rows, 3), "stack": k})
+                       "top": round(100 * r / rows, 3), "line": int(c) % 2 + 2 * k})
     if not chips:
         return None
     canvas = stitch(chips, px)
