@@ -289,7 +289,7 @@ def test_no_truth(case, tmp_path):
     assert scores.num_rows == 0
     assert scores.schema == pq.read_table(root / "eval" / "scores.parquet").schema
     page = (out / "report.html").read_text()
-    assert "No truth was given" in page and "Thresholds from the validation split" in page
+    assert "No truth was given" in page and "The model: DupNet and the thresholds" in page
 
 
 def test_rejected_image_in_truth_is_an_error_or_a_listed_skip(case, tmp_path):

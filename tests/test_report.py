@@ -12,8 +12,10 @@ from tiledup.evaluate.evaluation import method_metrics, overlap_counts, verdict
 from tiledup.scoring.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
 from tiledup.tiles.rejects import summarise
-from tiledup.report.page import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
-                            overlap_box, page, panel, rejects_section, write_report, evaluate_and_report)
+from tiledup.report.page import ReportData, write_report, evaluate_and_report
+from tiledup.report.pictures import DIFF_CLIP, _LUT, channel_subtraction, diverging, overlap_box, panel, panel_uri
+from tiledup.report.html import render
+from tiledup.report.view import rejects_section
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -100,20 +102,19 @@ def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, 
     assert toc == sections and len(set(toc)) == len(toc)
     titles = iter(t for _, t in toc)  # these in this order (other sections may sit between them)
     assert all(any(t == want for t in titles) for want in [
-        "Metrics (decidable overlaps)", "How overlaps were scored", "ROC and precision-recall",
+        "The model: DupNet and the thresholds", "Metrics (decidable overlaps)", "ROC and precision-recall",
         "Confusion matrices", "DupNet errors (2)", "A sample of correct DupNet decisions (1 of 1)",
-        "Undecidable overlaps (1)", "Rejected images (1 of 6)", "Skipped truth lines (1)"])
+        "Undecidable truth overlaps (1)", "Rejected images (1 of 6)", "Skipped truth lines (1)"])
     # counts that add up: all = decidable + undecidable, per class
-    assert ("4 labelled overlaps (2 duplicates + 2 not) = <b>3 decidable</b> (2 duplicates + 1 not) "
-            "+ <b>1 undecidable</b> (0 duplicates + 1 not;") in page_
     summary = body[:body.index("<nav")]
-    assert "2 errors</b> in 3 decidable overlaps" in summary
-    assert "1 false duplicates" in summary and "1 missed duplicates" in summary
-    assert 'href="errors.csv"' in summary and 'href="#errors"' in summary
+    assert ("4 labelled overlaps (2 duplicates + 2 not) = 3 decidable (2 duplicates + 1 not) "
+            "+ 1 undecidable (0 duplicates + 1 not;") in summary
+    assert "2 errors in 3 decidable overlaps (1 false duplicates, 1 missed duplicates)" in summary
+    assert "6 in " in summary and "1 rejected" in summary
     # the gallery is a grid that fills the width; long lists fold away
     assert "grid-template-columns:repeat(auto-fill" in page_
-    assert page_.count("<figure>") == 3 and "How to read a panel" in page_ and "colour scale" in page_
-    assert re.search(r"<details><summary>Show the 1 overlaps</summary><table>.*18</td>", page_)
+    assert page_.count('<figure class="card">') == 3 and "How to read a panel" in page_ and "colour scale" in page_
+    assert re.search(r"<details><summary>Show 1 overlaps</summary>.*<td>18</td>", page_, re.S)
     srcs = re.findall(r'src="([^"]*)"', page_)
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # nothing outside the page
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pr.png").stat().st_size
@@ -121,11 +122,20 @@ def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, 
     assert f'<td class="best">{best:.4f}</td>' in page_
 
 
+def test_page_escapes_what_it_shows(report_inputs, tmp_path):
+    """Names come from the user's folder and truth file: the templates escape them."""
+    scored, metrics, images = report_inputs
+    metrics = {**metrics, "skipped_truth_lines": [{"line": "t:9", "text": "x", "reason": "<script>alert(1)</script>"}]}
+    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    page_ = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page_ and "&lt;script&gt;alert(1)&lt;/script&gt;" in page_
+
+
 def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     write_report(scored, metrics, images, tmp_path, gallery_errors=1, gallery_correct=0, thumb=64)
     page_ = (tmp_path / "report.html").read_text()
-    assert "Showing the 1 most confident of 2 errors" in page_ and page_.count("<figure>") == 1
+    assert "Showing the 1 most confident of 2 errors" in page_ and page_.count('<figure class="card">') == 1
     errors = pd.read_csv(tmp_path / "errors.csv", dtype={"tag": str})
     # DupNet said 0.8 for a non-duplicate and 0.1 for a duplicate: both wrong at 0.5, 0.4 the surer
     assert list(errors["rank"]) == [1, 2] and list(errors.kind) == ["missed duplicate", "false duplicate"]
@@ -135,47 +145,41 @@ def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
     assert "#1 missed duplicate" in page_
 
 
-def test_a_section_is_one_function(report_inputs, tmp_path):
-    scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
-    data = ReportData(scored=scored, metrics=metrics, images_dir=images, out_dir=tmp_path,
-                      errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
-    extra = [*SECTIONS, lambda d: ("rejects", "Rejected images (0)", "<p>none</p>"), lambda d: None]
-    text = page(data, extra)
-    assert '<li><a href="#rejects">Rejected images (0)</a></li>' in text
-    assert text.endswith('<section id="rejects"><h2>Rejected images (0)</h2><p>none</p></section></body></html>\n')
-
-
 def test_no_truth_page(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     metrics = {**metrics, "truth": None, "methods": {}, "undecidable": [], "skipped_truth_lines": [],
                "note": "no truth given: config key `truth` is empty", "counts": overlap_counts(scored.iloc[:0])}
     write_report(scored.iloc[:0], metrics, images, tmp_path)
     text = (tmp_path / "report.html").read_text()
-    assert "<b>No truth was given</b>" in text
-    assert re.findall(r'<li><a href="#([^"]+)">', text)[:2] == ["thresholds", "scoring"]
+    assert "No truth was given, so nothing above is checked against labels" in text
+    assert "no overlap was scored" not in text
+    assert re.findall(r'<li><a href="#([^"]+)">', text)[:1] == ["model"]
     assert "errors" not in re.findall(r'<section id="([^"]+)"', text)
     assert (tmp_path / "errors.csv").read_text().splitlines()[0].startswith("rank,kind,img1,img2,tag")
     assert len((tmp_path / "errors.csv").read_text().splitlines()) == 1
 
 
 def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, airbus_chips, tmp_path):
-    """The default caps times the largest panel of real (busy, textured) chips, plus the rest of the page."""
+    """The default caps times the largest panel and mosaic of real (busy, textured) chips, plus the rest."""
     import inspect
 
+    from tiledup.report.mosaics import mosaic
+
     scored, metrics, images = report_inputs
-    defaults = inspect.signature(evaluate_and_report).parameters
-    n_cards = defaults["gallery_errors"].default + defaults["gallery_correct"].default
-    thumb = defaults["thumb"].default
-    rows = pd.DataFrame({"img1": [p.name for p in airbus_chips[:-1]], "img2": [p.name for p in airbus_chips[1:]],
-                         "tag": "08", "is_dup": False, "n_tile_pairs": 9, "n_informative": 9})
-    for m in METHODS:
-        rows[m] = 0.5
-    largest = max(len(card(r, images, thumb, list(METHODS), "#100 false duplicate", "fp").encode())
-                  for r in rows.itertuples())
+    defaults = {k: p.default for k, p in inspect.signature(evaluate_and_report).parameters.items()}
+    n_cards = defaults["gallery_errors"] + defaults["gallery_correct"]
+    pairs = list(zip([p.name for p in airbus_chips[:-1]], [p.name for p in airbus_chips[1:]]))
+    largest = max(len(panel_uri(images, a, b, "08", defaults["thumb"])[0]) + 300 for a, b in pairs)
+    largest_found = max(len(panel_uri(images, a, b, "08", defaults["thumb"], maps=False)[0]) + 300 for a, b in pairs)
+    # the worst mosaic: 5 x 5 real chips side by side, 960 x 960 px of texture
+    members = pd.DataFrame({"image_id": [airbus_chips[k % 24].name for k in range(25)],
+                            "row": [3 * (k // 5) for k in range(25)], "col": [3 * (k % 5) for k in range(25)]})
+    one_mosaic = len(mosaic(members, images, defaults["mosaic_tile"], 960)["src"]) + 25 * 150
     write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
     rest = (tmp_path / "report.html").stat().st_size
-    assert rest + n_cards * largest <= 5_000_000, (rest, n_cards, largest)
+    total = (rest + n_cards * largest + defaults["gallery_duplicates"] * largest_found
+             + defaults["mosaics"] * one_mosaic)
+    assert total <= 5_000_000, (rest, n_cards, largest, largest_found, one_mosaic)
 
 
 def test_rejects_section_counts_reasons_and_caps_the_names(report_inputs, tmp_path):
@@ -186,12 +190,13 @@ def test_rejects_section_counts_reasons_and_caps_the_names(report_inputs, tmp_pa
     def section(summary):
         data = ReportData(scored=scored, metrics={**metrics, "rejects": summary}, images_dir=images,
                           out_dir=tmp_path, errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
-        return rejects_section(data, show=50)
+        s = rejects_section(data, show=50)
+        return s["id"], s["title"], render(s["template"], s=s)
 
     sid, title, html = section(summarise(rejects, 100))
     assert sid == "rejects" and title == "Rejected images (61 of 100)"
     assert "<td>corrupt JPEG</td><td>60</td>" in html and "<td>size 512x512, expected 768x768</td><td>1</td>" in html
-    assert html.count("<td>corrupt JPEG (marker") == 50 - 1 and "&amp;&lt;b&gt;.jpg" in html  # sorted: first
+    assert html.count("corrupt JPEG (marker") == 50 - 1 and "&amp;&lt;b&gt;.jpg" in html  # sorted: first
     assert "The first 50 of 61" in html
     _, title, html = section(summarise([], 7))
     assert title == "Rejected images (0 of 7)" and "accepted every image" in html

@@ -18,6 +18,7 @@ from tiledup.model.dupnet import load_dupnet, predict
 from tiledup.report.mosaics import stitch
 from tiledup.dup_truth import read_truth
 from tiledup.discovery.verify import OVERLAP_SCHEMA, verify
+from tiledup.discovery.exports import write_exports
 from tiledup.report.page import evaluate_and_report as evaluate
 
 from test_evaluate import make_case
@@ -43,8 +44,11 @@ def run(tmp_path_factory):
     groups_rule(out["overlaps_path"], paths["tiles_paths"], out["groups_path"], root / "split.csv",
                 out["conflicts_path"], root / "leaks.json", out["candidates_path"],
                 fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+    write_exports(out["overlaps_path"], out["groups_path"], paths["tiles_paths"], root / "duplicates.json",
+                  root / "removable.txt")
+    exports = {"split": root / "split.csv", "duplicates": root / "duplicates.json", "removable": root / "removable.txt"}
     metrics = evaluate(**paths, out_dir=root / "eval", device="cpu", batch_size=16, truth_complete=True,
-                       discovery_paths={**out, "split_path": root / "split.csv"})
+                       discovery_paths={**out, "split_path": root / "split.csv"}, exports=exports)
     return root, paths, out, metrics, handler.messages
 
 
@@ -105,6 +109,27 @@ def test_discovery_figures_and_report_section(run):
     assert d["split"]["leaked_decided_duplicates"] == 0 and d["split"]["truth"]["truth_duplicate_overlaps"] > 0
     html = (root / "eval" / "report.html").read_text()
     assert 'id="discovery"' in html and "candidate recall" in html
+
+
+def test_report_leads_with_what_was_found(run):
+    """The dataset's result comes first: summary, duplicates found, groups with each chip's id, conflicts,
+    undecidable overlaps; then the model and the evaluation."""
+    root, _, out, _, _ = run
+    found = pq.read_table(out["overlaps_path"]).to_pandas()
+    groups = pq.read_table(out["groups_path"]).to_pandas()
+    html = (root / "eval" / "report.html").read_text()
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert ids[:5] == ["duplicates", "groups", "conflicts", "undecidable", "model"], ids
+    assert ids.index("metrics") > ids.index("model")
+    n_dups = int(found.is_dup.fillna(False).sum())
+    summary = html[html.index('class="summary"'):html.index("<nav")]
+    assert f"{n_dups} duplicate overlaps between" in summary and f"of {len(found)} candidate overlaps" in summary
+    assert "leak check: " in summary and 'href="../duplicates.json"' in summary
+    assert f"Duplicates found ({n_dups})" in html and html.count('<figure class="card">') >= min(n_dups, 48)
+    # each mosaic names its chips: every chip of a shown group has its id on the page
+    big = groups[groups.n_images > 1]
+    shown = re.findall(r'<span class="chip-id"[^>]*>([^<]+)</span>', html)
+    assert big.image_id.str.removesuffix(".jpg").isin(shown).all() and len(shown) == len(big)
 
 
 def test_mosaic_puts_each_chip_at_its_offset():

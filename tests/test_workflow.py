@@ -96,9 +96,9 @@ def test_pairs_edit_reruns_pairs_and_downstream_only(demo_run, tmp_path):
 
 
 @pytest.mark.parametrize("edit, reruns", [
-    ("candidates:\n  radius: 12\n", {"candidates", "verify", "groups", "evaluate"}),
-    ("verify:\n  chunk: 77\n", {"verify", "groups", "evaluate"}),
-    ("groups:\n  seed: 3\n", {"groups", "evaluate"}),
+    ("candidates:\n  radius: 12\n", {"candidates", "verify", "groups", "exports", "evaluate"}),
+    ("verify:\n  chunk: 77\n", {"verify", "groups", "exports", "evaluate"}),
+    ("groups:\n  seed: 3\n", {"groups", "exports", "evaluate"}),
     # the truth is re-checked and re-scored, but nothing is retrained or re-verified
     ("on_bad_truth: skip\n", {"manifest", "rejects", "truth", "evaluate"}),
 ])

@@ -34,9 +34,10 @@ place at the same time (DupNet), and checks that against a labelled dup_truth
 file beside hash and pixel baselines."""
 
 EPILOG = """\
-Usually you do not call these commands yourself: the Snakemake workflow runs
-them in order (`snakemake --cores all` in the repository; see README.md).
-Each step logs to results/logs/, e.g. `tail -f results/logs/train.log`."""
+For a folder of chips: `tiledup run IMAGES --out DIR` runs every step (Snakemake
+as the engine) into DIR. The other commands are the steps the workflow calls
+in order (`snakemake --cores all` in the repository; see README.md).
+Each step logs to DIR/logs/, e.g. `tail -f results/logs/train.log`."""
 
 
 def _call(fn, block: str, opts: dict, **args):
@@ -98,6 +99,27 @@ def cmd_show_rejects(a, opts):
     show_rejects(manifest_path=a.manifest, rejects_path=a.rejects)
 
 
+def cmd_summary(a, opts):
+    from tiledup.discovery.summary import print_summary
+
+    print_summary(manifest=a.manifest, rejects=a.rejects, overlaps=a.overlaps, groups=a.groups, split=a.split,
+                  conflicts=a.conflicts, removable=a.removable, report=a.report)
+
+
+def cmd_exports(a, opts):
+    from tiledup.discovery.exports import write_exports
+
+    write_exports(overlaps_path=a.overlaps, groups_path=a.groups, tiles_paths=a.tiles,
+                  duplicates_path=a.duplicates, removable_path=a.removable)
+
+
+def cmd_run(a, opts):
+    from tiledup.run.launch import run
+
+    return run(a.images, out=a.out, truth=a.truth, cores=a.cores, profile=a.profile, sets=a.set, force=a.force,
+               extra=a.snakemake, resume=a.argv)
+
+
 def cmd_truth(a, opts):
     from tiledup.dup_truth import write_checked
 
@@ -126,6 +148,7 @@ def cmd_evaluate(a, opts):
 
     discovery = {"candidates_path": a.candidates, "overlaps_path": a.verified, "groups_path": a.groups,
                  "conflicts_path": a.conflicts}
+    exports = {"split": a.split, "duplicates": a.duplicates, "removable": a.removable}
     given = [k for k, v in discovery.items() if v]
     if given and len(given) < len(discovery):
         raise TiledupError("evaluate: give all of --candidates, --verified, --groups, --conflicts or none")
@@ -135,7 +158,8 @@ def cmd_evaluate(a, opts):
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
           layout_path=a.layout or None, discovery_paths=discovery if given else None,
-          verdicts_path=a.verdicts or None, truth_complete=a.truth_complete, evidence=_options(a.evidence))
+          verdicts_path=a.verdicts or None, truth_complete=a.truth_complete, evidence=_options(a.evidence),
+          exports={k: v for k, v in exports.items() if v})
 
 
 def cmd_candidates(a, opts):
@@ -300,11 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verified", default="", help="discovery: verify's overlaps table")
     s.add_argument("--groups", default="", help="discovery: the groups table (figures and mosaics)")
     s.add_argument("--conflicts", default="", help="discovery: the groups rule's conflicts table")
-    s.add_argument("--split", default="", help="discovery: the groups rule's split (leaked truth duplicates)")
+    s.add_argument("--split", default="",
+                   help="discovery: the groups rule's split (split sizes, leaked truth duplicates)")
     s.add_argument("--verdicts", default="",
                    help="a person's verdicts (dup_truth format): the truth when --truth is empty")
     s.add_argument("--truth-complete", action="store_true",
                    help="the truth labels every overlap of its images (else finds it does not list are unlabelled)")
+    s.add_argument("--duplicates", default="", help="the duplicate map (`tiledup exports`), linked from the report")
+    s.add_argument("--removable", default="", help="the chips safe to drop (`tiledup exports`), linked and counted")
     s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
     s.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
 
@@ -358,6 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="", help="JSON summary to write (optional)")
     s.add_argument("--csv", default="", help="CSV of every leaking overlap to write (optional)")
 
+    s = command("exports", cmd_exports, "write the duplicate map and the chips safe to drop",
+                "Write duplicates.json (every image mapped to its duplicates with tag and DupNet score, "
+                "imagededup-like) and removable.txt (full-overlap duplicates of a kept chip, one id per line).")
+    s.add_argument("--overlaps", required=True, help="verify's overlaps table")
+    s.add_argument("--groups", required=True, help="the groups table")
+    s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table (identical chips)")
+    s.add_argument("--duplicates", required=True, help="duplicates.json to write")
+    s.add_argument("--removable", required=True, help="removable.txt to write")
+
+    s = command("summary", cmd_summary, "print what a run found and where its outputs are (end of a run)",
+                "Print the duplicates found, the groups, the split and its leak check, where the split and "
+                "the report are, and the rejected images by reason; only what the run has reached.")
+    for name in ("manifest", "rejects", "overlaps", "groups", "split", "conflicts", "removable", "report"):
+        s.add_argument(f"--{name}", required=True, help=f"the run's {name} file (may not exist yet)")
+
     s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
                 "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "
                 "overlap score and per-tile scores, and the best one.")
@@ -367,11 +409,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     s.add_argument("--batch-size", type=int, default=64, help="tile pairs per DupNet batch")
     s.add_argument("--threshold", type=float, default=0.5, help="DupNet decision threshold")
+
+    s = command("run", cmd_run, "run the whole workflow on a folder of chips (Snakemake as the engine)",
+                "Find the duplicates of one folder of 768 x 768 chips: tiles, DupNet training, candidate "
+                "overlaps, decisions, groups, a leak-free split, exports and the report, all into --out. "
+                "Runs the repository's Snakefile with Snakemake; a re-run does only what changed. A folder "
+                "holding another images folder's run is refused (see --force).")
+    s.add_argument("images", help="folder of 768 x 768 JPEG chips")
+    s.add_argument("--out", default="results", help="results folder (default: %(default)s)")
+    s.add_argument("--truth", default="", help="dup_truth file to evaluate against (optional)")
+    s.add_argument("--cores", default="all", help="cores Snakemake may use (default: %(default)s)")
+    s.add_argument("--profile", help="a Snakemake profile: a name under profiles/ (e.g. slurm) or a folder")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key (nested with dots, YAML value), e.g. --set train.epochs=1; repeatable")
+    s.add_argument("--force", action="store_true",
+                   help="replace the run of another images folder in --out instead of refusing")
+    s.epilog = "Anything after -- goes to Snakemake as it is: targets or options, e.g. `-- -n` for a dry run."
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `tiledup run ... -- SNAKEMAKE ARGS`: the part after -- is Snakemake's, never parsed here
+    cut = argv.index("--") if argv[:1] == ["run"] and "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.argv, args.snakemake = argv, argv[cut + 1:]
     # PyTorch's OpenMP threads spin while they wait for each other; beside loader workers or other
     # users' jobs that spinning takes the cores the work needs (training 3-4x slower on 2 shared
     # cores, benchmarks/bench_train.py). Set before torch is imported; an explicit setting wins.
@@ -380,7 +442,7 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         with stops.stop_on_signals():
-            args.fn(args, _options(getattr(args, "options", "{}")))
+            code = args.fn(args, _options(getattr(args, "options", "{}")))
     except TiledupError as e:
         log.error("%s", e)
         return 2
@@ -388,7 +450,7 @@ def main(argv=None) -> int:
         log.error("tiledup %s %s%s", args.command, e,
                   f"; ended its {len(e.ended)} worker process(es)" if e.ended else "")
         return 128 + e.signum
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import sys
 from tiledup.run.config import check_config
 from tiledup.pairs.dataset import check_fractions, check_sample_config
 from tiledup.run.errors import TiledupError
-from tiledup.tiles.manifest import IMAGE_SUFFIXES, shard_name
+from tiledup.run.inputs import check_inputs, write_inputs
+from tiledup.tiles.manifest import IMAGE_SUFFIXES, remove_stale_shards, shard_name
 from tiledup.run.slurm import explain_rejected, watch_queue
 
 
@@ -22,7 +23,8 @@ try:
 except TiledupError as e:
     raise WorkflowError(str(e)) from None
 
-RESULTS = "results"
+# Every output goes under RESULTS (config key `results`; `tiledup run --out`).
+RESULTS = os.path.normpath(config["results"])
 DEMO = not config["images"]
 IMAGES = f"{RESULTS}/demo/images" if DEMO else config["images"]
 LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
@@ -62,24 +64,37 @@ if not DEMO:
 for key in ("truth", "verdicts", "split_check"):
     if config[key] and not os.path.isfile(config[key]):
         raise WorkflowError(f"{key} file {config[key]!r} (config key `{key}`) does not exist")
+if config["truth"] and not os.path.isfile(config["truth"]):
+    raise WorkflowError(f"truth file {config['truth']!r} (config key `truth`) does not exist")
+# One results folder, one images folder: another folder's run is never silently overwritten.
+try:
+    check_inputs(RESULTS, config["images"])
+except TiledupError as e:
+    raise WorkflowError(str(e)) from None
 
 
 # Workflow handlers (Snakemake keeps one of each: a new handler must keep these calls).
 # On SLURM, a job no node can run ends the run with a message instead of pending forever.
+# Also: record the inputs of this run, and drop the tables of shards beyond the current count.
 onstart:
     watch_queue(workflow.executor_plugin.name, logger.error)
+    write_inputs(RESULTS, config["images"], config["truth"], config)
+    remove_stale_shards(RESULTS, config["shards"])
 
 
 onerror:
     explain_rejected(log, logger.error)
 
 
-# The rejected images by reason, at the end of every run that did something. Run by
-# Snakemake's own Python, which imports tiledup anyway (common.smk), whatever the rules use.
+# What the run found and where (what exists of it), then the rejected images by reason, at the
+# end of every run that did something. Run by Snakemake's own Python, which imports tiledup anyway.
 onsuccess:
     shell(
-        "{sys.executable:q} -m tiledup.cli show-rejects"
-        " --manifest {RESULTS}/manifest/manifest.parquet --rejects {REJECTS}"
+        "{sys.executable:q} -m tiledup.cli summary --manifest {RESULTS}/manifest/manifest.parquet"
+        " --rejects {REJECTS} --overlaps {RESULTS}/overlaps/overlaps.parquet"
+        " --groups {RESULTS}/groups/groups.parquet --split {RESULTS}/groups/split.csv"
+        " --conflicts {RESULTS}/groups/conflicts.parquet --removable {RESULTS}/groups/removable.txt"
+        " --report {RESULTS}/eval/report.html"
     )
 
 
@@ -131,4 +146,6 @@ def all_targets():
         f"{RESULTS}/groups/groups.parquet",
         f"{RESULTS}/groups/split.csv",
         *([f"{RESULTS}/groups/split_check.json"] if SPLIT_CHECK else []),
+        f"{RESULTS}/groups/duplicates.json",
+        f"{RESULTS}/groups/removable.txt",
     ]

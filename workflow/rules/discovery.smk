@@ -88,3 +88,19 @@ if SPLIT_CHECK:
         shell:
             "tiledup check-split {input.split:q} --overlaps {input.overlaps} --groups {input.groups}"
             " --verdicts={params.verdicts:q} --out {output.report} --csv {output.leaks} > {log} 2>&1"
+# Exports for other tools: the duplicate map (imagededup-like) and the chips safe to drop.
+rule exports:
+    input:
+        overlaps=f"{RESULTS}/overlaps/overlaps.parquet",
+        groups=f"{RESULTS}/groups/groups.parquet",
+        tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+    output:
+        duplicates=f"{RESULTS}/groups/duplicates.json",
+        removable=f"{RESULTS}/groups/removable.txt",
+    conda:
+        "../../envs/tiledup.yaml"
+    log:
+        f"{RESULTS}/logs/exports.log",
+    shell:
+        "tiledup exports --overlaps {input.overlaps} --groups {input.groups} --tiles {input.tiles}"
+        " --duplicates {output.duplicates} --removable {output.removable} > {log} 2>&1"

@@ -11,6 +11,8 @@ rule evaluate:
         conflicts=f"{RESULTS}/groups/conflicts.parquet",
         split=f"{RESULTS}/groups/split.csv",
         verdicts=VERDICTS or [],
+        duplicates=f"{RESULTS}/groups/duplicates.json",
+        removable=f"{RESULTS}/groups/removable.txt",
         **CHECKED_TRUTH,
     output:
         scores=f"{RESULTS}/eval/scores.parquet",
@@ -44,5 +46,5 @@ rule evaluate:
         " --rejects {input.rejects} --layout={params.layout:q} --out-dir {params.out_dir}"
         " --candidates {input.candidates} --verified {input.verified} --groups {input.groups}"
         " --conflicts {input.conflicts} --split {input.split} --verdicts={params.verdicts:q}"
-        " {params.truth_complete}"
+        " {params.truth_complete} --duplicates {input.duplicates} --removable {input.removable}"
         " --evidence {params.evidence:q} --options {params.options:q} > {log} 2>&1"

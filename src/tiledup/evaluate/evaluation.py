@@ -53,6 +53,7 @@ from tiledup.dup_truth import COLUMNS as TRUTH_COLUMNS, read_checked, read_truth
 log = logging.getLogger(__name__)
 
 TOP = 100  # precision among the TOP highest-scoring overlaps (ties in truth-file order)
+MISSED_SCHEMA = pa.schema([("img1", pa.string()), ("img2", pa.string()), ("tag", pa.string())])
 NO_TRUTH = ("no truth given: config key `truth` is empty and the images are not the built-in "
             "demo, so there are no labelled overlaps to score; only validation-split figures "
             "are shown")
@@ -210,7 +211,7 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
              dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
              val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
              tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
-             verdicts_path=None, truth_complete: bool = False) -> Evaluation:
+             verdicts_path=None, truth_complete: bool = False, list_cap: int = 50) -> Evaluation:
     """Score dup_truth (if any); write scores.parquet and metrics.json (the report is written from the result).
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
@@ -221,6 +222,9 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     verdicts_path: a person's verdicts (dup_truth format); without a truth file they are the truth
     (partial: a person reviews some overlaps), with one they are not read here (the truth decides).
     truth_complete: the truth labels every overlap among its images (the demo's own truth).
+    Lists in metrics.json hold at most `list_cap` entries, each with its full list named: the undecidable
+    truth overlaps (scores.parquet, decidable false), the rejected images (the rejects table) and the
+    missed candidates (missed_candidates.parquet beside metrics.json).
     """
     from tiledup.model.dupnet import load_dupnet
 
@@ -311,6 +315,15 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     choice = Path(model_path).parent / CHOICE  # training's record of which model this is, and why
     if choice.exists():
         metrics["model"] = json.loads(choice.read_text())
+    metrics["undecidable"] = metrics["undecidable"][:list_cap]
+    metrics["lists"] = {"cap": list_cap, "undecidable": "scores.parquet (decidable false)",
+                        "rejects": str(rejects_path)}
+    rejects["images"] = rejects["images"][:list_cap]
+    missed = metrics.get("discovery", {}).get("candidates", {}).get("missed")
+    if missed is not None:
+        write_parquet(pa.Table.from_pylist(missed, schema=MISSED_SCHEMA), out_dir / "missed_candidates.parquet")
+        metrics["discovery"]["candidates"].update(missed=missed[:list_cap], n_missed=len(missed))
+        metrics["lists"]["missed"] = "missed_candidates.parquet"
     write_json(metrics, out_dir / "metrics.json")
     return Evaluation(scored, metrics, discovery_paths["groups_path"] if discovery_paths else None)
 

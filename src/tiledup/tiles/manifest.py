@@ -90,3 +90,24 @@ def read_list(list_path) -> list[str]:
     except UnicodeDecodeError:
         raise TiledupError(f"{list_path}: not a shard list (one image id per line)") from None
     return [line for line in text.splitlines() if line]
+
+
+SHARD_FOLDERS = ("tiles", "rejects", "pairs", "logs/tiles", "logs/pairs")  # per-shard files, under the results folder
+
+
+def remove_stale_shards(results_dir, shards: int) -> list[Path]:
+    """Delete the per-shard tables and logs of shards beyond the current count; return what went.
+
+    After `shards` is lowered, the higher shards' tables would sit beside the new ones (the
+    same images twice for anyone reading the folder); no rule of the current count reads them.
+    """
+    keep = {shard_name(k) for k in range(shards)}
+    gone = []
+    for folder in SHARD_FOLDERS:
+        for path in sorted(Path(results_dir, folder).glob("*.*")):
+            if path.suffix in (".parquet", ".log") and path.stem not in keep:
+                path.unlink()
+                gone.append(path)
+    if gone:
+        log.info("removed %d file(s) of shards beyond the current %d, e.g. %s", len(gone), shards, gone[0])
+    return gone

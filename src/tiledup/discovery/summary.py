@@ -1,0 +1,87 @@
+"""What a run found, in numbers: the console summary at its end, and the report's summary reads it too.
+
+Split leak check: a duplicate overlap that verify found between chips in two
+different splits leaks (it happens only where the groups cut an edge as a
+conflict); the check counts those overlaps and the chips involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tiledup.pairs.dataset import SPLITS
+from tiledup.run.io import read_table
+from tiledup.tiles.rejects import show_rejects
+
+
+def split_leaks(overlaps: pd.DataFrame, split: pd.DataFrame) -> dict:
+    """Found duplicate overlaps whose two chips are in different splits, and how many chips they touch."""
+    where = dict(zip(split.image_id, split.split))
+    dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
+    # a bool array, not a list: an empty list would select columns (no duplicate found)
+    crossing = dups[np.array([where.get(a) != where.get(b) for a, b in zip(dups.img1, dups.img2)], bool)]
+    return {"overlaps": int(len(crossing)), "images": int(len(set(crossing.img1) | set(crossing.img2)))}
+
+
+def found(overlaps: pd.DataFrame, groups: pd.DataFrame, split: pd.DataFrame, conflicts: pd.DataFrame) -> dict:
+    """Counts of what discovery found: duplicates, undecidable overlaps, groups, conflicts, split sizes, leaks."""
+    dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
+    sizes = groups.drop_duplicates("group").n_images
+    per_split = split.split.value_counts().reindex(SPLITS, fill_value=0)
+    groups_per_split = split.drop_duplicates("group").split.value_counts().reindex(SPLITS, fill_value=0)
+    return {
+        "chips": int(len(groups)),
+        "candidates": int(len(overlaps)),
+        "duplicates": int(len(dups)),
+        "chips_with_duplicates": int(len(set(dups.img1) | set(dups.img2))),
+        "undecidable": int(overlaps.is_dup.isna().sum()),
+        "groups": int(len(sizes)),
+        "multi_image_groups": int((sizes > 1).sum()),
+        "largest_group": int(sizes.max()) if len(sizes) else 0,
+        "conflicts": int(len(conflicts)),
+        "conflicts_by_kind": {str(k): int(v) for k, v in conflicts.kind.value_counts().items()},
+        "split": {s: {"images": int(per_split[s]), "groups": int(groups_per_split[s])} for s in SPLITS},
+        "leaks": split_leaks(overlaps, split),
+    }
+
+
+def read_found(overlaps_path, groups_path, split_path, conflicts_path) -> dict:
+    overlaps = read_table(overlaps_path, ["img1", "img2", "tag", "score", "is_dup"], "overlaps table").to_pandas()
+    groups = read_table(groups_path, ["image_id", "group", "n_images"], "groups table").to_pandas()
+    conflicts = read_table(conflicts_path, ["kind"], "conflicts table").to_pandas()
+    split = pd.read_csv(split_path, dtype={"image_id": str, "split": str})
+    return found(overlaps, groups, split, conflicts)
+
+
+def summary_lines(f: dict, split_path, report_path, removable_path=None, n_removable: int | None = None) -> list[str]:
+    """The run's result in a few lines: duplicates, groups, the split and where things are."""
+    leaks = f["leaks"]
+    sizes = ", ".join(f"{s} {v['images']:,}" for s, v in f["split"].items())
+    lines = [
+        f"Duplicates found: {f['duplicates']:,} overlaps between {f['chips_with_duplicates']:,} of "
+        f"{f['chips']:,} chips ({f['undecidable']:,} overlaps undecidable)"
+        + (f"; {n_removable:,} chips safe to drop: {removable_path}" if n_removable is not None else ""),
+        f"Groups: {f['multi_image_groups']:,} of two or more chips (largest {f['largest_group']:,}); "
+        f"{f['conflicts']:,} conflicts cut",
+        f"Split: {sizes} chips, whole groups: {split_path}; "
+        + ("no found duplicate crosses two splits" if not leaks["overlaps"] else
+           f"{leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} chips; cut as conflicts)"),
+        f"Report: {report_path}",
+    ]
+    return lines
+
+
+def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report) -> None:
+    """Print what exists of the summary (a run of one target reaches only some steps), then the rejects."""
+    lines = []
+    if all(Path(p).exists() for p in (overlaps, groups, split, conflicts)):
+        f = read_found(overlaps, groups, split, conflicts)
+        n_removable = len(Path(removable).read_text().split()) if Path(removable).exists() else None
+        lines += summary_lines(f, split, report if Path(report).exists() else "not written yet (rule evaluate)",
+                               removable, n_removable)
+    if lines:
+        print("\n".join(lines))
+    show_rejects(manifest, rejects)

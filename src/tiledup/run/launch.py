@@ -1,0 +1,146 @@
+"""`tiledup run IMAGES`: the whole workflow on one folder, with Snakemake as the engine.
+
+The command runs the repository's Snakefile (found beside the package's source: an
+editable install from a clone, as `make install` makes, or PYTHONPATH=src) with
+Snakemake's own command line, in the clone (where its workflow profile applies),
+and every output in the results folder: `--out DIR`, i.e. the config key `results`.
+The run's config is the defaults plus `DIR/run.yaml`, which this command writes:
+images, truth, results and every `--set key.path=value` (a YAML value). A folder
+that holds another images folder's run is refused (tiledup.run.inputs).
+
+Snakemake's output is passed on without its shell commands. Ctrl-C (or SIGTERM,
+SIGHUP) reaches Snakemake once, as a terminal's Ctrl-C would (SIGINT to its
+process group: its jobs stop and finished outputs stay); its report of the
+interrupted jobs is not shown, and one line says what stopped and how to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tiledup.run.errors import TiledupError
+from tiledup.run.inputs import RECORD, check_inputs
+from tiledup.run.io import write_text
+from tiledup.run.stops import STOP_SIGNALS
+
+RUN_CONFIG = "run.yaml"
+JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):")
+JOB_ID = re.compile(r"^\s+jobid: (\d+)")
+FINISHED = re.compile(r"Finished jobid: (\d+)")
+
+
+def find_snakefile() -> Path:
+    """The clone's Snakefile: src/tiledup/run/launch.py is three folders below it."""
+    snakefile = Path(__file__).resolve().parents[3] / "Snakefile"
+    if not snakefile.exists():
+        raise TiledupError(f"tiledup run needs the workflow beside the package (no {snakefile}): install "
+                           "tiledup from a clone (`make install` or `pip install -e .`), or run snakemake in it")
+    return snakefile
+
+
+def parse_sets(sets: list[str]) -> dict:
+    """["train.epochs=1", "sample.pairs=200"] -> {"train": {"epochs": 1}, "sample": {"pairs": 200}}."""
+    out: dict = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key or any(not p for p in key.split(".")):
+            raise TiledupError(f"--set {item!r}: expected key.path=value, e.g. train.epochs=1")
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise TiledupError(f"--set {item!r}: {p} is already set to a value")
+        try:
+            node[leaf] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as e:
+            raise TiledupError(f"--set {item!r}: the value is not YAML ({e})") from None
+    return out
+
+
+def prepare(images, out, truth="", sets=(), force=False) -> Path:
+    """Check the folders, refuse another folder's run (unless force), write DIR/run.yaml; return it."""
+    images, out = Path(images).resolve(), Path(out).resolve()
+    if not images.is_dir():
+        raise TiledupError(f"images folder {images} does not exist")
+    if truth and not Path(truth).is_file():
+        raise TiledupError(f"truth file {truth} does not exist")
+    if force:
+        (out / RECORD).unlink(missing_ok=True)
+    check_inputs(out, str(images))
+    config = parse_sets(list(sets))
+    for key in ("images", "truth", "results"):
+        if key in config:
+            raise TiledupError(f"--set {key}=...: give it as {'IMAGES' if key == 'images' else '--' + key}")
+    config.update(images=str(images), truth=str(Path(truth).resolve()) if truth else "", results=str(out))
+    path = out / RUN_CONFIG
+    write_text(yaml.safe_dump(config, sort_keys=False), path)
+    return path
+
+
+def snakemake_command(snakefile: Path, run_config: Path, cores, profile: str | None, extra=()) -> list[str]:
+    exe = Path(sys.executable).with_name("snakemake")
+    # the extra arguments (targets, options) first: --configfile takes every word after it
+    cmd = [str(exe) if exe.exists() else "snakemake", *extra, "--snakefile", str(snakefile), "--cores", str(cores)]
+    if profile:
+        named = snakefile.parent / "profiles" / profile
+        cmd += ["--profile", str(named if named.is_dir() else profile)]
+    return cmd + ["--configfile", str(snakefile.parent / "config" / "config.yaml"), str(run_config)]
+
+
+def stream(cmd: list[str], cwd: Path, resume: str) -> int:
+    """Run Snakemake, pass its output on (without shell commands); on a stop signal, one line instead."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1, start_new_session=True)
+    stopped: list[int] = []
+
+    def forward(signum, frame):
+        if not stopped:
+            stopped.append(signum)
+            os.killpg(proc.pid, signal.SIGINT)
+
+    old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+    running, starting = {}, None
+    try:
+        for line in proc.stdout:
+            if m := JOB.match(line):
+                starting = m.group(1)
+            elif (m := JOB_ID.match(line)) and starting:
+                running[m.group(1)], starting = starting, None
+            elif m := FINISHED.search(line):
+                running.pop(m.group(1), None)
+            if not stopped and not line.startswith("Shell command:"):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        rc = proc.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if stopped:
+        steps = ", ".join(sorted(set(running.values()))) or "the workflow"
+        print(f"tiledup run stopped by {signal.Signals(stopped[0]).name} during {steps}; finished steps "
+              f"are kept, so the same command resumes: {resume}", flush=True)
+        return 128 + stopped[0]
+    return rc
+
+
+def run(images, out="results", truth="", cores="all", profile=None, sets=(), force=False, extra=(),
+        resume=()) -> int:
+    """The `tiledup run` command; returns Snakemake's exit code (128 + signal when stopped).
+
+    resume: the command's arguments, for the line that says how to resume a stopped run.
+    """
+    snakefile = find_snakefile()
+    run_config = prepare(images, out, truth, sets, force)
+    cmd = snakemake_command(snakefile, run_config, cores, profile, extra)
+    return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]))
