@@ -11,7 +11,7 @@ from tiledup.discovery.candidates import (CANDIDATE_SCHEMA, TileHashes, candidat
                                 tile_offsets, complexity)
 from tiledup.grid import GRID, N_TILES, OFFSETS, TAGS, offset_tag, partner_tag, tag_offset, tag_tile_pairs
 from tiledup.discovery.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
 
 

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.discovery.candidates import TileHashes
+from tiledup.tiles.table import TileHashes
 from tiledup.run.errors import TiledupError
 from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
 from tiledup.grid import N_TILES, offset_tag
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
 from tiledup.discovery.verify import OVERLAP_SCHEMA
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tiledup.discovery.candidates import read_tile_hashes
+from tiledup.tiles.table import read_tile_hashes
 from tiledup.pairs.dataset import SPLITS, assign_splits, check_fractions
 from tiledup.run.errors import TiledupError
 from tiledup.grid import N_TILES, tag_offset

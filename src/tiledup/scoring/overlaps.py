@@ -43,11 +43,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse
+import scipy.sparse.csgraph
 
 from tiledup.scoring import baselines
 from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID, tag_tile_pairs
 from tiledup.tiles.decode import RejectedImage, cut_tiles, read_chip
+from tiledup.tiles.table import columns
 
 log = logging.getLogger(__name__)
 
@@ -255,18 +258,12 @@ def expand(overlaps: pd.DataFrame, solid: dict, dominant: dict | None = None,
 
 def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
     """Pairs grouped by connected group of images, so chips are released soon after their group is done."""
-    parent: dict[str, str] = {}
-
-    def root(x):
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in zip(pairs.img1, pairs.img2):
-        parent[root(a)] = root(b)
-    group = [root(a) for a in pairs.img1]
-    return pairs.assign(group=group).sort_values(["group", "img1", "img2", "tile1"]).drop(columns="group")
+    images, index = np.unique(np.concatenate([pairs.img1.to_numpy(str), pairs.img2.to_numpy(str)]),
+                              return_inverse=True)
+    a, b = index[:len(pairs)], index[len(pairs):]
+    graph = scipy.sparse.coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(images), len(images)))
+    _, label = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    return pairs.assign(group=label[a]).sort_values(["group", "img1", "img2", "tile1"]).drop(columns="group")
 
 
 def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
@@ -331,7 +328,7 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     return out
 
 
-TILE_COLUMNS = ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"]  # what tile_lookup needs
+TILE_COLUMNS = columns("image_id", "tile", "bmh", "bmh96", "solid", "dominant")  # what tile_lookup needs
 
 
 def tile_lookup(tiles: pa.Table, image_ids) -> dict:

@@ -38,8 +38,6 @@ from tiledup.tiles import kernels
 from tiledup.grid import N_TILES, TILE
 
 BLOCK = 16  # BlockMeanHash mode 0: 16 x 16 blocks of 16 x 16 pixels on a 256 x 256 tile
-BLOCKS = TILE // BLOCK
-HASH_BYTES = BLOCKS * BLOCKS // 8  # 32
 MEDIAN_STRIDE = 4  # the dominant colour is the median of every 4th row and column
 
 

@@ -2,7 +2,7 @@
 
 Tile table, 9 rows per accepted image, sorted by (image_id, tile): image_id,
 tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
-dominant, dominant_share (see hashing.py and TILE_SCHEMA). Rejects table:
+dominant, dominant_share (see hashing.py and tiledup.tiles.table). Rejects table:
 image_id, reason, one row per image that could not be tiled (possibly none).
 """
 
@@ -20,34 +20,16 @@ import pyarrow as pa
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import CHIP, N_TILES, TILE
-from tiledup.tiles.hashing import HASH_BYTES, hash_tiles
+from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import RejectedImage, cut_tiles, decode_chip, read_bytes
 from tiledup.run.io import write_parquet
 from tiledup.tiles.manifest import read_list
+from tiledup.tiles.table import BINARY_COLUMNS, TILE_SCHEMA
 from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
 
-# The tile table's pixel-digest column: XXH3-128 of the tile's RGB bytes, row-major H x W x 3.
-DIGEST = "xxh3_128"
-
-TILE_SCHEMA = pa.schema([
-    ("image_id", pa.string()),
-    ("tile", pa.int8()),
-    (DIGEST, pa.binary(16)),
-    ("bmh", pa.binary(HASH_BYTES)),
-    ("bmh96", pa.binary(3 * HASH_BYTES)),
-    ("solid", pa.bool_()),
-    ("r_mean", pa.float32()),
-    ("g_mean", pa.float32()),
-    ("b_mean", pa.float32()),
-    ("grey_std", pa.float32()),
-    ("entropy", pa.float32()),
-    ("dominant", pa.binary(3)),
-    ("dominant_share", pa.float32()),
-])
 REJECT_SCHEMA = pa.schema([("image_id", pa.string()), ("reason", pa.string())])
-BINARY_COLUMNS = (DIGEST, "bmh", "bmh96", "dominant")
 
 
 # Per-thread chip and tile buffers, reused from chip to chip: two fresh 1.8 MB arrays
