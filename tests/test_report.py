@@ -13,7 +13,16 @@ from tiledup.scoring.overlaps import METHODS
 from tiledup.grid import TAGS, partner_tag, tag_tile_pairs
 from tiledup.tiles.rejects import summarise
 from tiledup.report.page import (DIFF_CLIP, SECTIONS, _LUT, ReportData, card, channel_subtraction, diverging,
-                            overlap_box, page, panel, rejects_section, write_report, evaluate_and_report)
+                            overlap_box, page, panel, rejects_section, write_report)
+
+from configured import options
+
+
+def report_options(**changes) -> dict:
+    """write_report's keywords: the `evaluate` block's gallery settings, its val_seed as the seed."""
+    e = options("evaluate", **changes)
+    return {"gallery_errors": e["gallery_errors"], "gallery_correct": e["gallery_correct"], "thumb": e["thumb"],
+            "seed": e["val_seed"]}
 
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
@@ -91,7 +100,7 @@ def report_inputs(airbus_chips):
 
 def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_correct=5, thumb=96)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_correct=5, thumb=96))
     page_ = (tmp_path / "report.html").read_text()
     body = page_.split("<body>", 1)[1]
     assert body.index('class="summary"') < body.index('<nav class="toc">') < body.index("<section")
@@ -123,7 +132,7 @@ def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, 
 
 def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_errors=1, gallery_correct=0, thumb=64)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=1, gallery_correct=0, thumb=64))
     page_ = (tmp_path / "report.html").read_text()
     assert "Showing the 1 most confident of 2 errors" in page_ and page_.count("<figure>") == 1
     errors = pd.read_csv(tmp_path / "errors.csv", dtype={"tag": str})
@@ -137,7 +146,7 @@ def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
 
 def test_a_section_is_one_function(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=0, gallery_correct=0))
     data = ReportData(scored=scored, metrics=metrics, images_dir=images, out_dir=tmp_path,
                       errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
     extra = [*SECTIONS, lambda d: ("rejects", "Rejected images (0)", "<p>none</p>"), lambda d: None]
@@ -150,7 +159,7 @@ def test_no_truth_page(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     metrics = {**metrics, "truth": None, "methods": {}, "undecidable": [], "skipped_truth_lines": [],
                "note": "no truth given: config key `truth` is empty", "counts": overlap_counts(scored.iloc[:0])}
-    write_report(scored.iloc[:0], metrics, images, tmp_path)
+    write_report(scored.iloc[:0], metrics, images, tmp_path, **report_options())
     text = (tmp_path / "report.html").read_text()
     assert "<b>No truth was given</b>" in text
     assert re.findall(r'<li><a href="#([^"]+)">', text)[:2] == ["thresholds", "scoring"]
@@ -161,19 +170,17 @@ def test_no_truth_page(report_inputs, tmp_path):
 
 def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, airbus_chips, tmp_path):
     """The default caps times the largest panel of real (busy, textured) chips, plus the rest of the page."""
-    import inspect
-
     scored, metrics, images = report_inputs
-    defaults = inspect.signature(evaluate_and_report).parameters
-    n_cards = defaults["gallery_errors"].default + defaults["gallery_correct"].default
-    thumb = defaults["thumb"].default
+    defaults = options("evaluate")
+    n_cards = defaults["gallery_errors"] + defaults["gallery_correct"]
+    thumb = defaults["thumb"]
     rows = pd.DataFrame({"img1": [p.name for p in airbus_chips[:-1]], "img2": [p.name for p in airbus_chips[1:]],
                          "tag": "08", "is_dup": False, "n_tile_pairs": 9, "n_informative": 9})
     for m in METHODS:
         rows[m] = 0.5
     largest = max(len(card(r, images, thumb, list(METHODS), "#100 false duplicate", "fp").encode())
                   for r in rows.itertuples())
-    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=0, gallery_correct=0))
     rest = (tmp_path / "report.html").stat().st_size
     assert rest + n_cards * largest <= 5_000_000, (rest, n_cards, largest)
 

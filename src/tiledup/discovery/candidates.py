@@ -256,9 +256,9 @@ def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_ca
             f"max_matches={max_matches}, place_votes={place_votes}")
 
 
-def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_complexity: int = 4,
-               strong_ratio: float = 0.25, bucket_cap: int = 64, repeat_cap: int = 512,
-               max_matches: int = 64, place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
+def candidates(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
+               bucket_cap: int, repeat_cap: int, max_matches: int, place_votes: int,
+               implied: bool) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,

@@ -79,7 +79,7 @@ def score_val_pairs(val: pd.DataFrame, cache: ChipCache, model, batch_size: int,
 
 
 def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment,
-                      val_another_time=None, val_repeats: int = 1):
+                      val_another_time, val_repeats: int):
     """Up to `val_pairs` rows of the validation split (tiled images only), each drawn val_repeats times, scored."""
     val = read_table(val_path, ["image_id", "tile1", "tile2", "is_dup"], "validation split").to_pandas()
     val = val[val.image_id.isin(accepted)]
@@ -203,11 +203,10 @@ class Evaluation:
     groups_path: str | None
 
 def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, val_path, tiles_paths,
-             rejects_path, out_dir, layout_path=None, discovery_paths: dict | None = None,
-             batch_size: int = 64, device: str = "auto",
-             dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
-             val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
-             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None) -> Evaluation:
+             rejects_path, out_dir, layout_path=None, discovery_paths: dict | None = None, *,
+             batch_size: int, device: str, dupnet_threshold, val_pairs: int, val_seed: int, val_augment: dict,
+             val_another_time: dict, val_repeats: int, tree_depth: int, tree_min_leaf: int,
+             evidence: dict) -> Evaluation:
     """Score dup_truth (if any); write scores.parquet and metrics.json (the report is written from the result).
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has

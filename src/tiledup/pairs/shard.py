@@ -67,9 +67,8 @@ PAIR_SCHEMA = pa.schema([
 TILE_COLUMNS = columns("image_id", "tile", DIGEST, "bmh", "bmh96", "solid", "dominant", "dominant_share")
 
 
-def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup: float = 1.0,
-               min_bmh_sim: float = 0.0, near_solid_share: float = 0.97,
-               near_solid_tol: int = 2, **unknown) -> pa.Table:
+def pair_shard(tiles_path, pairs_path, *, balance: str, nondup_per_dup: float, min_bmh_sim: float,
+               near_solid_share: float, near_solid_tol: int, **unknown) -> pa.Table:
     """Read one shard's tile table, build its pairs, write them atomically to `pairs_path`.
 
     Keywords = the `pairs` config block.
@@ -87,9 +86,8 @@ def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup:
     return pairs
 
 
-def make_pairs(tiles: pa.Table, *, source: str = "<table>", balance: str = "rank",
-               nondup_per_dup: float = 1.0, min_bmh_sim: float = 0.0,
-               near_solid_share: float = 0.97, near_solid_tol: int = 2) -> tuple[pa.Table, dict]:
+def make_pairs(tiles: pa.Table, *, source: str = "<table>", balance: str, nondup_per_dup: float,
+               min_bmh_sim: float, near_solid_share: float, near_solid_tol: int) -> tuple[pa.Table, dict]:
     """Pair table (PAIR_SCHEMA, sorted by image then (tile1, tile2)) and counts of what was dropped."""
     if balance not in BALANCE_RULES:
         raise TiledupError(f"pairs.balance must be one of {', '.join(BALANCE_RULES)}, got {balance!r}")

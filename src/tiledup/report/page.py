@@ -522,8 +522,8 @@ def page(data: ReportData, sections=None) -> str:
             f'{summary(data)}<nav class="toc"><b>Contents</b><ol>{toc}</ol></nav>{body}</body></html>\n')
 
 
-def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int = 100,
-                 gallery_correct: int = 12, thumb: int = 128, seed: int = 0, extra: dict | None = None) -> None:
+def write_report(scored: pd.DataFrame, metrics: dict, images_dir, out_dir, gallery_errors: int,
+                 gallery_correct: int, thumb: int, seed: int, extra: dict | None = None) -> None:
     """Write report.html, errors.csv, roc.png and pr.png into out_dir."""
     out_dir = Path(out_dir)
     methods = dupnet_first(metrics["validation"]["methods"])
@@ -547,8 +547,8 @@ def write_bytes(data: bytes, path) -> None:
         tmp.write_bytes(data)
 
 
-def evaluate_and_report(*, gallery_errors: int = 100, gallery_correct: int = 12, thumb: int = 128,
-                        mosaics: int = 6, mosaic_tile: int = 40, **evaluate_args) -> dict:
+def evaluate_and_report(*, gallery_errors: int, gallery_correct: int, thumb: int, mosaics: int, mosaic_tile: int,
+                        **evaluate_args) -> dict:
     """The `evaluate` rule: tiledup.evaluate.evaluation.evaluate, then the report from its result.
 
     Keywords = the `evaluate` config block: the report's own (gallery, thumbnails, mosaics of the
@@ -560,7 +560,7 @@ def evaluate_and_report(*, gallery_errors: int = 100, gallery_correct: int = 12,
                   "tile_px": mosaic_tile} if result.groups_path else None)
     write_report(result.scored, m, evaluate_args["images_dir"], evaluate_args["out_dir"],
                  gallery_errors=gallery_errors, gallery_correct=gallery_correct, thumb=thumb,
-                 seed=evaluate_args.get("val_seed", 0), extra={"discovery": discovery})
+                 seed=evaluate_args["val_seed"], extra={"discovery": discovery})
     return m
 
 

@@ -84,9 +84,8 @@ def tiles_table(image_ids: list[str], columns: dict[str, np.ndarray]) -> pa.Tabl
     return pa.table(arrays, schema=TILE_SCHEMA)
 
 
-def tile_shard(images_dir, list_path, tiles_path, rejects_path, *, noise_levels: int = 3,
-               solid_share: float = 0.99, outlier_levels: int = 24, solid_outliers: float = 0.0005,
-               workers: int = 1) -> tuple[pa.Table, pa.Table]:
+def tile_shard(images_dir, list_path, tiles_path, rejects_path, *, noise_levels: int, solid_share: float,
+               outlier_levels: int, solid_outliers: float, workers: int) -> tuple[pa.Table, pa.Table]:
     """Tile and hash every image of one shard list; write the tile and rejects tables."""
     if not (0 <= noise_levels <= outlier_levels <= 255 and 0.0 < solid_share <= 1.0
             and 0.0 <= solid_outliers < 1.0 and workers >= 1):
