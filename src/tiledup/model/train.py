@@ -93,7 +93,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int, *, seed: int,
     dev = resolve_device(device)
     # The loader workers (one process each) take about as much CPU per pair as the model: the model
     # gets half the cores. More threads than cores left over make PyTorch's threads spin-wait for
-    # each other: with 2 threads beside 2 workers on 2 cores an epoch took 4x as long (README).
+    # each other: with 2 threads beside 2 workers on 2 cores an epoch took 4x as long (docs/benchmarks.md).
     torch.set_num_threads(max(1, workers // 2))
     torch.backends.cudnn.benchmark = False  # cudnn autotuning picks kernels non-deterministically
     torch.backends.cudnn.deterministic = True
