@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import DIGEST
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = 10  # scene side in tiles: 8 x 8 chip positions

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 
 from tiledup.demo import generate
+from tiledup.run.config import defaults
 from tiledup.grid import tag_tile_pairs
 from tiledup.tiles.decode import cut_tiles, read_chip
 
@@ -50,7 +51,7 @@ def main() -> None:
         out = Path(tmp)
         wall, cpu = time.perf_counter(), cpu_seconds()
         counts = generate(out / "images", out / "truth.txt", out / "layout.parquet", workers=a.workers,
-                          **json.loads(a.options))
+                          **{**defaults()["demo"], **json.loads(a.options)})
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         print(f"generate: {wall:.1f} s wall, {cpu:.1f} s CPU, workers={a.workers}: {counts}")
 

@@ -22,7 +22,8 @@ import torch
 
 from tiledup.scoring import baselines
 from tiledup.tiles.decode import cut_tiles, read_chip
-from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, load_dupnet, predict
+from tiledup.model.dupnet import DupNet, load_dupnet, predict
+from tiledup.run.config import defaults
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "airbus_samples"
 
@@ -44,7 +45,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)  # per core
     paths = sorted(DATA.glob("*.jpg"))
-    model = load_dupnet(a.model, "cpu") if a.model else DupNet(**MODEL_DEFAULTS).eval()
+    model = load_dupnet(a.model, "cpu") if a.model else DupNet(**defaults()["train"]["model"]).eval()
 
     t_decode, chips = best(lambda: [cut_tiles(read_chip(p)) for p in paths], a.repeat)
     tiles = np.concatenate(chips)  # (9 * chips, 256, 256, 3)

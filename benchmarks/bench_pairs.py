@@ -23,6 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiledup.pairs.shard import make_pairs, pair_shard
+from tiledup.run.config import defaults
+
+PAIRS = defaults()["pairs"]  # the config's `pairs` block
 
 AIRBUS_IMAGES = 192_556
 
@@ -78,7 +81,7 @@ def main() -> None:
     a = p.parse_args()
 
     tiles = synthetic_tiles(a.images)
-    wall, cpu, (pairs, stats) = timed(lambda: make_pairs(tiles), a.repeat)
+    wall, cpu, (pairs, stats) = timed(lambda: make_pairs(tiles, **PAIRS), a.repeat)
     report(f"make_pairs, synthetic {a.images:,} images", stats["candidates"], wall, cpu)
     print(f"    kept {stats['dups']:,} dups, {stats['nondups']:,} non-dups; "
           f"dropped {stats['solid']:,} solid, "
@@ -86,12 +89,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "tiles.parquet", Path(tmp) / "pairs.parquet"
         pq.write_table(tiles, src, compression="zstd")
-        wall, cpu, _ = timed(lambda: pair_shard(src, dst), a.repeat)
+        wall, cpu, _ = timed(lambda: pair_shard(src, dst, **PAIRS), a.repeat)
         report("pair_shard (Parquet in + out), synthetic", stats["candidates"], wall, cpu)
 
     for path in a.tables or sorted(glob.glob("results/tiles/*.parquet")):
         real = pq.read_table(path)
-        wall, cpu, (_, stats) = timed(lambda: make_pairs(real), a.repeat)
+        wall, cpu, (_, stats) = timed(lambda: make_pairs(real, **PAIRS), a.repeat)
         report(f"make_pairs, {path}", stats["candidates"], wall, cpu)
 
 

@@ -40,8 +40,10 @@ from PIL import Image
 from tiledup.tiles import hashing
 from tiledup.tiles import kernels
 from tiledup.tiles.decode import cut_tiles, decode_chip
+from tiledup.run.config import defaults
 from tiledup.tiles.shard import tile_bytes
 
+SOLID_OPTIONS = {k: v for k, v in defaults()["tiles"].items() if k != "workers"}  # the config's
 AIRBUS_TRAIN_IMAGES = 192_556
 CORES = 2
 SHARDS = 256  # the order of shard count the README suggests for the full Airbus set
@@ -53,8 +55,9 @@ start = time.process_time()
 import cv2, numpy as np, pyarrow, simplejpeg, xxhash
 libraries = time.process_time()
 from tiledup.tiles.shard import tile_bytes
+from tiledup.run.config import defaults
 from tiledup.tiles.hashing import hash_tiles
-hash_tiles(np.zeros((9, 256, 256, 3), np.uint8))
+hash_tiles(np.zeros((9, 256, 256, 3), np.uint8), **{k: v for k, v in defaults()['tiles'].items() if k != 'workers'})
 print(libraries - start, time.process_time() - libraries)
 """
 
@@ -126,7 +129,7 @@ def main(argv=None):
         return simplejpeg.decode_jpeg(b, colorspace="RGB")
 
     def stage(b):
-        return tile_bytes(b, "bench")
+        return tile_bytes(b, "bench", **SOLID_OPTIONS)
 
     stage(blobs[0])  # load the compiled kernels before timing
     decode_wall, decode_cpu, stage_wall, stage_cpu = [], [], [], []

@@ -28,7 +28,7 @@ from tiledup.model.another_time import another_time, check_another_time
 from tiledup.model.augment import augment_pair, check_augment
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.loader import TRAIN_STREAM, PairDataset, as_input, make_loader, read_pairs
-from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, predict
+from tiledup.model.dupnet import DupNet, predict
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "data" / "airbus_samples"
@@ -82,7 +82,7 @@ def model_rates(cfg: dict, x: torch.Tensor, y: torch.Tensor, steps: int, threads
     """CPU and wall ms per pair of a training step and of inference, on `threads` threads."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = DupNet(**{**MODEL_DEFAULTS, **cfg["model"]})
+    net = DupNet(**cfg["model"])
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     loss_fn = torch.nn.BCEWithLogitsLoss()
 

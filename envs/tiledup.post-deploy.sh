@@ -11,3 +11,28 @@ if ! grep -qs '^name = "tiledup"' "$src/pyproject.toml"; then
     exit 1
 fi
 python -m pip install --quiet --no-deps --no-build-isolation -e "$src"
+# Every requirement of the package (pyproject.toml) met by the env, e.g. the torch floor.
+python - <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+
+bad = []
+for req in map(Requirement, requires("tiledup")):
+    if req.marker is not None:  # an extra (workflow, test): not needed to run the rules
+        continue
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        bad.append(f"{req} (not installed)")
+        continue
+    if not req.specifier.contains(have, prereleases=True):
+        bad.append(f"{req} (installed: {have})")
+if bad:
+    sys.exit("tiledup.post-deploy.sh: the env does not meet tiledup's requirements (pyproject.toml): "
+             + "; ".join(bad))
+EOF

@@ -8,12 +8,14 @@ positives must keep their pixels aligned through every augmentation.
 import numpy as np
 import pytest
 
-from tiledup.model.another_time import (ANOTHER_TIME_DEFAULTS, KINDS, MIN_LEVELS, MIN_PIXELS, another_time,
+from tiledup.model.another_time import (KINDS, MIN_LEVELS, MIN_PIXELS, another_time,
                                   changed_pixels, check_another_time)
-from tiledup.model.augment import AUGMENT_DEFAULTS, check_augment
+from tiledup.model.augment import check_augment
 from tiledup.run.errors import TiledupError
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.loader import training_pair
+
+from configured import options
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def test_every_change_is_a_visible_non_duplicate(tiles, kind):
     """By construction: at least MIN_PIXELS pixels change by MIN_LEVELS levels or more."""
     for k, (tile, donor) in enumerate(tiles):
         for draw in range(5):
-            out = another_time(tile, donor, np.random.default_rng([k, draw]), **_only(kind))
+            out = another_time(tile, donor, np.random.default_rng([k, draw]), **options("train.another_time", **_only(kind)))
             assert out.shape == tile.shape and out.dtype == np.uint8
             assert changed_pixels(out, tile, MIN_LEVELS) >= MIN_PIXELS
 
@@ -47,7 +49,7 @@ def test_local_changes_leave_part_of_the_tile_as_it_was(tiles, kind):
     """A local change is what one acquisition cannot produce: most draws keep much of the tile exact."""
     kept = []
     for k, (tile, donor) in enumerate(tiles):
-        out = another_time(tile, donor, np.random.default_rng([k, 99]), **_only(kind))
+        out = another_time(tile, donor, np.random.default_rng([k, 99]), **options("train.another_time", **_only(kind)))
         kept.append(np.mean(np.all(out == tile, axis=2)))
     assert np.median(kept) > 0.4
 
@@ -57,7 +59,7 @@ def test_texture_change_keeps_the_low_pass(tiles):
     import cv2
 
     for k, (tile, donor) in enumerate(tiles):
-        out = another_time(tile, donor, np.random.default_rng([k, 5]), **_only("texture"))
+        out = another_time(tile, donor, np.random.default_rng([k, 5]), **options("train.another_time", **_only("texture")))
         blur = lambda x: cv2.GaussianBlur(x.astype(np.float32), (0, 0), 8)  # noqa: E731
         low = np.abs(blur(out) - blur(tile)).mean()
         high = np.abs((out.astype(np.float32) - blur(out)) - (tile.astype(np.float32) - blur(tile))).mean()
@@ -68,7 +70,7 @@ def test_too_weak_a_change_falls_back_to_the_donor():
     """A flat tile cannot show a texture change: after the retries the donor (another place) is used."""
     flat = np.full((256, 256, 3), 90, np.uint8)
     donor = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
-    out = another_time(flat, donor, np.random.default_rng(1), **_only("texture"))
+    out = another_time(flat, donor, np.random.default_rng(1), **options("train.another_time", **_only("texture")))
     assert np.array_equal(out, donor)
 
 
@@ -96,7 +98,7 @@ def test_positives_keep_their_pixels_aligned(tiles):
     on both sides), the correlation of the two sides on textured tiles peaks at zero shift.
     """
     none = check_augment({"jpeg_p": 0.0, "hls_p": 0.0, "offset_p": 0.0})
-    full = check_augment({**AUGMENT_DEFAULTS, "jpeg_p": 1.0, "hls_p": 1.0, "offset_p": 1.0})
+    full = check_augment({**options("train.augment"), "jpeg_p": 1.0, "hls_p": 1.0, "offset_p": 1.0})
     retime = check_another_time({"share": 1.0})
 
     def ncc(a, b):
@@ -118,7 +120,7 @@ def test_positives_keep_their_pixels_aligned(tiles):
 
 
 def test_options_are_checked():
-    assert check_another_time(None) == ANOTHER_TIME_DEFAULTS
+    assert check_another_time(None) == options("train.another_time")
     with pytest.raises(TiledupError, match="unknown key"):
         check_another_time({"ships": 1})
     with pytest.raises(TiledupError, match="share"):

@@ -9,13 +9,16 @@ import pyarrow.parquet as pq
 import pytest
 import simplejpeg
 
-from tiledup.model.augment import (AUGMENT_DEFAULTS, augment_pair, channel_offset, check_augment, dihedral,
+from tiledup.model.augment import (augment_pair, channel_offset, check_augment, dihedral,
                              hls_shift, jpeg_roundtrip)
 from tiledup.run.errors import TiledupError
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.loader import TRAIN_STREAM, VAL_STREAM, PairDataset, make_loader, read_pairs
 
-NO_PHOTO = dict(AUGMENT_DEFAULTS, jpeg_p=0.0, hls_p=0.0, offset_p=0.0)
+from configured import options
+
+AUGMENT = options("train.augment")
+NO_PHOTO = dict(AUGMENT, jpeg_p=0.0, hls_p=0.0, offset_p=0.0)
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -11,8 +11,10 @@ from tiledup.discovery.candidates import (CANDIDATE_SCHEMA, TileHashes, candidat
                                 tile_offsets, complexity)
 from tiledup.grid import GRID, N_TILES, OFFSETS, TAGS, offset_tag, partner_tag, tag_offset, tag_tile_pairs
 from tiledup.discovery.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
+
+from configured import options
 
 
 def flip(code, bits, rng):
@@ -48,8 +50,8 @@ def chip_hashes(chips, rng, ground=None):
                       solid=np.array([r[4] for r in rows], bool))
 
 
-def found(h, **options):
-    df, stats = candidates(h, **options)
+def found(h, **changes):
+    df, stats = candidates(h, **options("candidates", **changes))
     table = candidates_table(df, h.image_ids).to_pandas()
     return {(a, b, t): how for a, b, t, how in zip(table.img1, table.img2, table.tag, table.how)}, stats
 
@@ -177,7 +179,7 @@ def test_equal_pixel_digests_match_even_smooth_tiles():
         row = np.flatnonzero((h.image == image) & (h.tile == 7))[0]
         h.bmh[row] = np.packbits(smooth.ravel(), bitorder="little")
         h.digest[row] = 7  # pixel-identical tiles
-    df, stats = candidates(h)
+    df, stats = candidates(h, **options("candidates"))
     assert stats["equal_digests"]["matches"] == 1
     assert df.exact_votes.tolist() == [1] and TAG_BY_INDEX[df.offset.iloc[0]] == "08"
 
@@ -201,7 +203,7 @@ def test_find_candidates_reads_shards_and_writes_the_table(tmp_path):
         paths.append(tmp_path / f"{shard:03d}.parquet")
         pq.write_table(table, paths[-1])
     out = tmp_path / "candidates.parquet"
-    table = find_candidates(paths, out)
+    table = find_candidates(paths, out, **options("candidates"))
     on_disk = pq.read_table(out)
     assert on_disk.schema == CANDIDATE_SCHEMA and on_disk.equals(table)
     rows = on_disk.to_pylist()

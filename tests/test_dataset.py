@@ -15,6 +15,8 @@ from tiledup.run.errors import TiledupError
 from tiledup.tiles.manifest import shard_of
 from tiledup.pairs.shard import make_pairs
 
+from configured import options
+
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
@@ -43,12 +45,12 @@ def write_layout(pairs: pa.Table, path, scenes: int) -> dict:
 
 @pytest.fixture(scope="module")
 def synthetic_pairs() -> pa.Table:
-    return make_pairs(synthetic_tiles(400, seed=21))[0]
+    return make_pairs(synthetic_tiles(400, seed=21), **options("pairs"))[0]
 
 
 @pytest.fixture(scope="module")
 def real_pairs(airbus_chips, tmp_path_factory) -> pa.Table:
-    return make_pairs(tiles_of_chips(airbus_chips, tmp_path_factory.mktemp("tiles")))[0]
+    return make_pairs(tiles_of_chips(airbus_chips, tmp_path_factory.mktemp("tiles")), **options("pairs"))[0]
 
 
 def read_splits(out):
@@ -75,7 +77,7 @@ def check_split(out, available: pa.Table, key="image_id", groups=None):
 
 def test_split_by_image_is_disjoint_balanced_and_sized(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 3)
-    build_dataset(paths, None, tmp_path / "out", pairs=1000, seed=1, fractions=FRACTIONS)
+    build_dataset(paths, None, tmp_path / "out", **options("sample", pairs=1000, seed=1, fractions=FRACTIONS))
     splits, counts = check_split(tmp_path / "out", synthetic_pairs)
     for s, df in splits.items():
         assert df.is_dup.sum() == (~df.is_dup).sum()
@@ -86,8 +88,7 @@ def test_split_by_image_is_disjoint_balanced_and_sized(tmp_path, synthetic_pairs
 def test_split_by_scene_keeps_scenes_whole(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 2)
     scene = write_layout(synthetic_pairs, tmp_path / "layout.parquet", scenes=12)
-    build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", pairs=1000, group_by="scene",
-                  fractions=FRACTIONS)
+    build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", **options("sample", pairs=1000, group_by="scene", fractions=FRACTIONS))
     splits, counts = check_split(tmp_path / "out", synthetic_pairs, groups=scene)
     assert all(counts[s]["groups"] >= 1 for s in SPLITS)
     assert sum(counts[s]["groups"] for s in SPLITS) <= 12
@@ -96,20 +97,18 @@ def test_split_by_scene_keeps_scenes_whole(tmp_path, synthetic_pairs):
 def test_few_scenes_still_fill_every_split(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 1)
     write_layout(synthetic_pairs, tmp_path / "layout.parquet", scenes=3)
-    counts = build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", pairs=300,
-                           group_by="scene", fractions=FRACTIONS)
+    counts = build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", **options("sample", pairs=300, group_by="scene", fractions=FRACTIONS))
     assert [counts[s]["groups"] for s in SPLITS] == [1, 1, 1]
     write_layout(synthetic_pairs, tmp_path / "layout.parquet", scenes=2)
     with pytest.raises(TiledupError, match="2 scene.*3 splits"):
-        build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out2", pairs=300,
-                      group_by="scene", fractions=FRACTIONS)
+        build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out2", **options("sample", pairs=300, group_by="scene", fractions=FRACTIONS))
 
 
 def test_same_seed_gives_byte_identical_tables_whatever_the_sharding(tmp_path, synthetic_pairs):
     runs = {}
     for name, shards, seed in (("a", 1, 5), ("b", 4, 5), ("c", 4, 6)):
         paths = write_shards(synthetic_pairs, tmp_path / f"pairs{name}", shards)
-        build_dataset(list(reversed(paths)), None, tmp_path / name, pairs=800, seed=seed)
+        build_dataset(list(reversed(paths)), None, tmp_path / name, **options("sample", pairs=800, seed=seed))
         runs[name] = {f: (tmp_path / name / f).read_bytes() for f in
                       ("train.parquet", "val.parquet", "test.parquet", "counts.json")}
     assert runs["a"] == runs["b"]
@@ -118,12 +117,12 @@ def test_same_seed_gives_byte_identical_tables_whatever_the_sharding(tmp_path, s
 
 def test_sample_larger_than_available_uses_all_with_a_warning(tmp_path, synthetic_pairs, caplog):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 2)
-    counts = build_dataset(paths, None, tmp_path / "out", pairs=10**6)
+    counts = build_dataset(paths, None, tmp_path / "out", **options("sample", pairs=10**6))
     got = sum(counts[s]["pairs"] for s in SPLITS)
     dups = int(pc.sum(synthetic_pairs["is_dup"]).as_py())
     assert got <= synthetic_pairs.num_rows and got >= 0.9 * min(dups, synthetic_pairs.num_rows - dups) * 2
     assert "1000000 asked" in caplog.text and counts["warnings"]
-    unbalanced = build_dataset(paths, None, tmp_path / "all", pairs=10**6, balance=False)
+    unbalanced = build_dataset(paths, None, tmp_path / "all", **options("sample", pairs=10**6, balance=False))
     assert sum(unbalanced[s]["pairs"] for s in SPLITS) == synthetic_pairs.num_rows
 
 
@@ -146,35 +145,35 @@ def test_fractions_must_add_up():
     with pytest.raises(TiledupError, match="train must be a number in"):
         check_sample_config({"fractions": {"train": 1.2, "val": 0.1, "test": -0.3}})
     with pytest.raises(TiledupError, match="scene needs the demo layout"):
-        check_sample_config({"group_by": "scene"}, has_layout=False)
+        check_sample_config(options("sample", group_by="scene"), has_layout=False)
 
 
 def test_bad_fractions_fail_before_writing(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 1)
     with pytest.raises(TiledupError, match="add up"):
-        build_dataset(paths, None, tmp_path / "out", fractions={"train": 0.5, "val": 0.1, "test": 0.1})
+        build_dataset(paths, None, tmp_path / "out", **options("sample", fractions={"train": 0.5, "val": 0.1, "test": 0.1}))
     assert not (tmp_path / "out").exists()
 
 
 def test_scene_without_layout_and_image_missing_from_layout(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 1)
     with pytest.raises(TiledupError, match="layout"):
-        build_dataset(paths, None, tmp_path / "out", group_by="scene")
+        build_dataset(paths, None, tmp_path / "out", **options("sample", group_by="scene"))
     first = synthetic_pairs["image_id"][0].as_py()
     others = synthetic_pairs.filter(pc.not_equal(synthetic_pairs["image_id"], first))
     write_layout(others, tmp_path / "layout.parquet", scenes=5)
     with pytest.raises(TiledupError, match=f"layout.parquet: 1 image.*{first}"):
-        build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", group_by="scene")
+        build_dataset(paths, tmp_path / "layout.parquet", tmp_path / "out", **options("sample", group_by="scene"))
 
 
 def test_empty_shards_warn_and_all_empty_fails(tmp_path, synthetic_pairs, caplog):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 1)
     empty = tmp_path / "pairs" / "001.parquet"
     pq.write_table(synthetic_pairs.slice(0, 0), empty)
-    build_dataset([*paths, empty], None, tmp_path / "out", pairs=100)
+    build_dataset([*paths, empty], None, tmp_path / "out", **options("sample", pairs=100))
     assert f"{empty}: no pairs" in caplog.text
     with pytest.raises(TiledupError, match="no pairs in any of the 1"):
-        build_dataset([empty], None, tmp_path / "out2")
+        build_dataset([empty], None, tmp_path / "out2", **options("sample"))
 
 
 def test_image_in_two_shards_is_named(tmp_path, synthetic_pairs):
@@ -183,7 +182,7 @@ def test_image_in_two_shards_is_named(tmp_path, synthetic_pairs):
     pq.write_table(synthetic_pairs.slice(40, 50), b)
     image = synthetic_pairs["image_id"][45].as_py()
     with pytest.raises(TiledupError, match=f"{image} in two shards"):
-        build_dataset([a, b], None, tmp_path / "out")
+        build_dataset([a, b], None, tmp_path / "out", **options("sample"))
 
 
 def test_one_class_split_warns_and_empty_split_fails(tmp_path, caplog):
@@ -196,19 +195,19 @@ def test_one_class_split_warns_and_empty_split_fails(tmp_path, caplog):
     path = tmp_path / "000.parquet"
     pq.write_table(pairs, path)
     fractions = {"train": 0.5, "val": 0.5, "test": 0.0}
-    counts = build_dataset([path], None, tmp_path / "out", pairs=7, balance=False, fractions=fractions)
+    counts = build_dataset([path], None, tmp_path / "out", **options("sample", pairs=7, balance=False, fractions=fractions))
     assert counts["test"]["pairs"] == 0 and len(pq.read_table(tmp_path / "out" / "test.parquet")) == 0
     assert any("one class only" in w for w in counts["warnings"]) and "one class only" in caplog.text
     with pytest.raises(TiledupError, match="is empty.*one class missing"):
-        build_dataset([path], None, tmp_path / "out2", pairs=7, balance=True, fractions=fractions)
+        build_dataset([path], None, tmp_path / "out2", **options("sample", pairs=7, balance=True, fractions=fractions))
     assert not (tmp_path / "out2").exists()  # nothing written when a split would be empty
 
 
 def test_unknown_and_bad_options(tmp_path, synthetic_pairs):
     paths = write_shards(synthetic_pairs, tmp_path / "pairs", 1)
     with pytest.raises(TiledupError, match="unknown sample option.*size"):
-        build_dataset(paths, None, tmp_path / "out", size=3)
+        build_dataset(paths, None, tmp_path / "out", size=3, **options("sample"))
     with pytest.raises(TiledupError, match="sample.pairs"):
-        build_dataset(paths, None, tmp_path / "out", pairs=0)
+        build_dataset(paths, None, tmp_path / "out", **options("sample", pairs=0))
     with pytest.raises(TiledupError, match="seed"):
-        build_dataset(paths, None, tmp_path / "out", seed=-1)
+        build_dataset(paths, None, tmp_path / "out", **options("sample", seed=-1))

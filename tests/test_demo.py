@@ -16,12 +16,14 @@ from tiledup.run.errors import TiledupError
 from tiledup.grid import CHIP, TAGS, TILE, tag_tile_pairs
 from tiledup.tiles.decode import cut_tiles, read_chip
 
+from configured import demo_options
+
 # Small but complete: 2 scenes (one overcast), 2 passes each, a border on every pass.
 TINY = dict(scenes=2, scene_rows=5, scene_cols=5, passes_max=2, keep=0.8, border_share=1.0)
 
 
 def run(folder, **options):
-    return generate(folder / "images", folder / "dup_truth.txt", folder / "layout.parquet", **options)
+    return generate(folder / "images", folder / "dup_truth.txt", folder / "layout.parquet", **demo_options(**options))
 
 
 def folder_bytes(folder):

@@ -27,7 +27,17 @@ from tiledup.tiles.manifest import write_manifest
 from tiledup.tiles.rejects import gather_rejects
 from tiledup.tiles.shard import tile_shard
 from tiledup.dup_truth import read_checked, write_checked
-from tiledup.report.page import evaluate_and_report as evaluate
+from tiledup.report.page import evaluate_and_report
+
+from configured import CONFIG, options
+
+COLOUR_LEVELS = options("evidence")["colour_levels"]
+
+
+def evaluate(**args):
+    """The `evaluate` rule with the config's `evaluate` and `evidence` blocks (keys in args win)."""
+    return evaluate_and_report(**{**options("evaluate"), "evidence": options("evidence"),
+                                   "truth_complete": CONFIG["truth_complete"], **args})
 
 ALL = (*METHODS, "tree")  # with the combined baseline
 
@@ -78,7 +88,7 @@ def make_case(root, seed=0):
     listing = root / "000.txt"
     listing.write_text("\n".join([c[0] for c in CHIPS] + ["broken.jpg"]) + "\n")
     tiles, rejects = root / "tiles.parquet", root / "rejects.parquet"
-    tile_shard(images, listing, tiles, rejects)
+    tile_shard(images, listing, tiles, rejects, **options("tiles"))
 
     rows = [(c[0], t, t, True) for c in CHIPS if c[1] == "sea" for t in range(9)]
     rows += [(c[0], t, (t + 1) % 9, False) for c in CHIPS if c[1] == "sea" for t in range(9)]
@@ -97,9 +107,9 @@ def make_case(root, seed=0):
 
     torch.manual_seed(seed)
     model = root / "dupnet.pt"
-    save_dupnet(DupNet(width=4, depth=1, stem=16, max_width=8), model)
+    save_dupnet(DupNet(**options("train.model", width=4, depth=1, stem=16, max_width=8)), model)
     manifest, gathered = root / "manifest.parquet", root / "rejects_all.parquet"
-    write_manifest(images, 1, manifest, root / "lists")
+    write_manifest(images, 1, manifest, root / "lists", on_bad_truth="error")
     gather_rejects(manifest, [rejects], gathered)
     return {**check_truth(root, truth, manifest, gathered, images), "images_dir": images,
             "model_path": model, "val_path": val, "tiles_paths": [tiles], "rejects_path": gathered,
@@ -133,7 +143,7 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
         r1, c1, r2, c2 = 2, 2, 2 + dr, 2 + dc
         chip1 = scene[r1 * TILE:r1 * TILE + CHIP, c1 * TILE:c1 * TILE + CHIP]
         chip2 = scene[r2 * TILE:r2 * TILE + CHIP, c2 * TILE:c2 * TILE + CHIP]
-        pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": [tag]}), solid)
+        pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": [tag]}), solid, None, COLOUR_LEVELS)
         assert len(pairs) == (3 - abs(dr)) * (3 - abs(dc))
         for t1, t2 in zip(pairs.tile1, pairs.tile2):
             a = chip1[t1 // 3 * TILE:(t1 // 3 + 1) * TILE, t1 % 3 * TILE:(t1 % 3 + 1) * TILE]
@@ -143,7 +153,7 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
 
 def test_pairs_with_a_solid_side_wait_for_the_pixel_test():
     solid = {("x", t): t in (0, 1) for t in range(9)} | {("y", t): t == 0 for t in range(9)}
-    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid)
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, None, COLOUR_LEVELS)
     assert list(pairs.evidence) == ["solid", "solid"] + ["texture"] * 7  # settled by score_pairs
 
 
@@ -183,9 +193,9 @@ def test_each_chip_decoded_once(case):
     tiles = read_parquets(paths["tiles_paths"])
     overlaps, _ = read_checked(paths["overlaps_path"], paths["skipped_path"])
     table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
-    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()})
+    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()}, None, COLOUR_LEVELS)
     cache = ChipCache(paths["images_dir"])
-    scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8)
+    scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8, evidence=options("evidence"))
     decoded = pairs[pairs.evidence != "not_dup"]  # every other pair needs pixels (scores or the solid test)
     assert cache.decodes == len(set(decoded.img1) | set(decoded.img2)) == 8
     assert cache.chips == {}  # every chip released after its last tile pair

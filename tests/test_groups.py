@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiledup.discovery.candidates import TileHashes
+from configured import options
+from tiledup.tiles.table import TileHashes
 from tiledup.run.errors import TiledupError
 from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
 from tiledup.grid import N_TILES, offset_tag
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
 from tiledup.discovery.verify import OVERLAP_SCHEMA
 
@@ -203,7 +204,7 @@ def write_inputs(tmp_path, names, ov, candidates=()):
 def run_rule(tmp_path, overlaps, tiles, **kw):
     out = {"groups_path": tmp_path / "g.parquet", "split_path": tmp_path / "split.csv",
            "conflicts_path": tmp_path / "c.parquet", "leaks_path": tmp_path / "leaks.json"}
-    groups_rule(overlaps, tiles, **out, **kw)
+    groups_rule(overlaps, tiles, **out, **{**options("groups"), **kw})
     return (pq.read_table(out["groups_path"]).to_pandas(), pd.read_csv(out["split_path"]),
             pq.read_table(out["conflicts_path"]).to_pandas(), json.loads(out["leaks_path"].read_text()))
 

@@ -11,6 +11,8 @@ from PIL import Image
 from tiledup.tiles.hashing import block_mean_hash, hash_tiles
 from tiledup.tiles.decode import cut_tiles, decode_chip, read_chip
 
+from configured import solid_options
+
 
 def opencv_bmh(tile_rgb):
     bgr = np.ascontiguousarray(tile_rgb[..., ::-1])
@@ -26,7 +28,7 @@ def opencv_bmh96(tile_rgb):
 
 def hashed(chip):
     tiles = cut_tiles(chip)
-    return tiles, hash_tiles(tiles)
+    return tiles, hash_tiles(tiles, **solid_options())
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_write_manifest_lists_every_image_once(tmp_path):
     images = tmp_path / "images"
     make_images(images, IDS + ["extra.JPEG", "notes.txt"])
     out = tmp_path / "manifest" / "manifest.parquet"
-    table = write_manifest(images, 3, out, tmp_path / "manifest" / "shards")
+    table = write_manifest(images, 3, out, tmp_path / "manifest" / "shards", on_bad_truth="error")
     assert pq.read_table(out).equals(table)
     ids = table.column("image_id").to_pylist()
     assert ids == sorted(IDS + ["extra.JPEG"])  # only the .jpg/.jpeg suffix counts
@@ -57,11 +57,11 @@ def test_adding_images_leaves_untouched_shard_lists_identical(tmp_path):
     images = tmp_path / "images"
     make_images(images, IDS)
     out, lists = tmp_path / "m" / "manifest.parquet", tmp_path / "m" / "shards"
-    write_manifest(images, 8, out, lists)
+    write_manifest(images, 8, out, lists, on_bad_truth="error")
     before = {k: (lists / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
     new = "fffffffff.jpg"
     make_images(images, [new])
-    write_manifest(images, 8, out, lists)
+    write_manifest(images, 8, out, lists, on_bad_truth="error")
     after = {k: (lists / f"{shard_name(k)}.txt").read_bytes() for k in range(8)}
     changed = [k for k in range(8) if before[k] != after[k]]
     assert changed == [shard_of(new, 8)]
@@ -73,10 +73,10 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     make_images(empty, ["readme.txt", "labels.csv"])
     with pytest.raises(TiledupError, match=f"{empty}.*holds no .jpg images"):
-        write_manifest(empty, 2, tmp_path / "m.parquet", tmp_path / "shards")
+        write_manifest(empty, 2, tmp_path / "m.parquet", tmp_path / "shards", on_bad_truth="error")
     make_images(empty, ["a.jpg"])
     with pytest.raises(TiledupError, match="shards must be >= 1"):
-        write_manifest(empty, 0, tmp_path / "m.parquet", tmp_path / "shards")
+        write_manifest(empty, 0, tmp_path / "m.parquet", tmp_path / "shards", on_bad_truth="error")
 
 
 def test_read_list_skips_blank_lines(tmp_path):
@@ -91,7 +91,7 @@ def test_a_parquet_file_given_as_list_is_a_clear_error(tmp_path):
     images = tmp_path / "images"
     make_images(images, IDS)
     out = tmp_path / "manifest.parquet"
-    write_manifest(images, 2, out, tmp_path / "shards")
+    write_manifest(images, 2, out, tmp_path / "shards", on_bad_truth="error")
     with pytest.raises(TiledupError, match=f"{out}: not a shard list"):
         read_list(out)
 
@@ -104,7 +104,7 @@ def test_truth_naming_missing_images_stops_the_manifest_listing_every_line(tmp_p
                      f"gone2.jpg {IDS[2]} 38 1\n{IDS[3]} {IDS[4]} 0 1\n")
     out, lists = tmp_path / "m" / "manifest.parquet", tmp_path / "m" / "shards"
     with pytest.raises(TiledupError) as e:
-        write_manifest(images, 2, out, lists, truth_path=truth)
+        write_manifest(images, 2, out, lists, truth_path=truth, on_bad_truth="error")
     assert str(e.value).splitlines()[1:] == [
         f"{truth}:2: image gone1.jpg is not in the images folder {images}",
         f"{truth}:4: image gone2.jpg is not in the images folder {images}",

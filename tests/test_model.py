@@ -7,12 +7,14 @@ import torch
 from tiledup.run.errors import TiledupError
 from tiledup.model.dupnet import DupNet, load_dupnet, predict, resolve_device, save_dupnet, stack_pair
 
+from configured import options
+
 
 @pytest.mark.parametrize("cfg", [{}, {"width": 8, "depth": 1, "stem": 8}, {"stem": 1, "depth": 0, "width": 4},
                                  {"normalize": "fixed", "width": 8}])
 def test_forward_gives_one_logit_per_pair(cfg):
     torch.manual_seed(0)
-    net = DupNet(**cfg).eval()
+    net = DupNet(**options("train.model", **cfg)).eval()
     x = torch.randint(0, 256, (3, 6, 256, 256), dtype=torch.uint8)
     with torch.no_grad():
         out = net(x)
@@ -28,7 +30,7 @@ def test_stack_pair_puts_tile1_in_channels_0_to_2():
 
 def test_predict_save_load_roundtrip(tmp_path):
     torch.manual_seed(1)
-    net = DupNet(width=8, depth=2)
+    net = DupNet(**options("train.model", width=8, depth=2))
     rng = np.random.default_rng(0)
     tiles1 = rng.integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
     tiles2 = rng.integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
@@ -38,26 +40,26 @@ def test_predict_save_load_roundtrip(tmp_path):
     save_dupnet(net, tmp_path / "dupnet.pt")
     loaded = load_dupnet(tmp_path / "dupnet.pt", device="cpu")
     assert not loaded.training and loaded.config == net.config
-    assert np.allclose(predict(loaded, tiles1, tiles2), p, atol=1e-6)
-    assert load_dupnet(tmp_path / "dupnet.pt").config == net.config  # device "auto"
+    assert np.allclose(predict(loaded, tiles1, tiles2, batch_size=64), p, atol=1e-6)
+    assert load_dupnet(tmp_path / "dupnet.pt", device="auto").config == net.config
 
 
 def test_load_and_predict_errors_name_the_problem(tmp_path):
     with pytest.raises(TiledupError, match="not found"):
-        load_dupnet(tmp_path / "missing.pt")
+        load_dupnet(tmp_path / "missing.pt", "cpu")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(TiledupError, match="junk.pt"):
-        load_dupnet(tmp_path / "junk.pt")
+        load_dupnet(tmp_path / "junk.pt", "cpu")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(TiledupError, match="not a DupNet model"):
-        load_dupnet(tmp_path / "other.pt")
-    net = DupNet(width=4, depth=1)
+        load_dupnet(tmp_path / "other.pt", "cpu")
+    net = DupNet(**options("train.model", width=4, depth=1))
     with pytest.raises(TiledupError, match="equal shape"):
-        predict(net, np.zeros((2, 256, 256, 3), np.uint8), np.zeros((3, 256, 256, 3), np.uint8))
+        predict(net, np.zeros((2, 256, 256, 3), np.uint8), np.zeros((3, 256, 256, 3), np.uint8), 64)
     with pytest.raises(TiledupError, match="uint8"):
-        predict(net, np.zeros((2, 256, 256, 3), np.float32), np.zeros((2, 256, 256, 3), np.float32))
+        predict(net, np.zeros((2, 256, 256, 3), np.float32), np.zeros((2, 256, 256, 3), np.float32), 64)
     with pytest.raises(TiledupError, match="invalid shape"):
-        DupNet(width=0)
+        DupNet(**options("train.model", width=0))
 
 
 def test_resolve_device():
@@ -80,7 +82,7 @@ def test_folded_stem_equals_the_explicit_residual_input(cfg):
     """forward folds [x, x1 - x2] into the stem weights and works a few pairs at a time: same logits
     as the plain definition (normalise, concatenate the residual, convolve) on a batch larger than a chunk."""
     torch.manual_seed(2)
-    net = DupNet(width=8, depth=1, **cfg).eval()
+    net = DupNet(**options("train.model", width=8, depth=1, **cfg)).eval()
     x = torch.randint(0, 256, (5, 6, 256, 256), dtype=torch.uint8)
     if net.config["normalize"] == "tile":
         var, mean = torch.var_mean(x[:, :, ::4, ::4].float(), dim=(2, 3), keepdim=True)

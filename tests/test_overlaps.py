@@ -15,10 +15,13 @@ from tiledup.run.errors import TiledupError
 from tiledup.grid import TILE, tag_tile_pairs
 from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
-from tiledup.scoring.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
+from tiledup.scoring.overlaps import (METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
                               aggregate, check_evidence, expand, score_pairs, solid_evidence)
 
+from configured import options, solid_options
+
 RNG = np.random.default_rng(7)
+EVIDENCE = options("evidence")
 
 
 def _jpeg(x) -> np.ndarray:
@@ -37,7 +40,7 @@ def _waves(level, amplitude) -> np.ndarray:
 
 
 def _outcome(t1, s1, t2, s2):
-    return solid_evidence(t1, s1, t2, s2)
+    return solid_evidence(t1, s1, t2, s2, **EVIDENCE)
 
 
 # ---------------------------------------------------------------- each kind of pair with a solid side
@@ -54,7 +57,8 @@ def test_two_solid_tiles_of_one_colour_are_no_evidence():
 def test_two_solid_tiles_of_clearly_different_colours_are_not_duplicates(c1, c2):
     assert _outcome(_flat(c1), True, _flat(c2), True) == NOT_DUP
     pairs = expand(pd.DataFrame({"img1": ["a"], "img2": ["b"], "tag": ["88"]}),
-                   {("a", 8): True, ("b", 0): True}, {("a", 8): np.array(c1), ("b", 0): np.array(c2)})
+                   {("a", 8): True, ("b", 0): True}, {("a", 8): np.array(c1), ("b", 0): np.array(c2)},
+                   EVIDENCE["colour_levels"])
     assert list(pairs.evidence) == [NOT_DUP]  # decided from the tile table alone
 
 
@@ -85,7 +89,7 @@ def test_a_small_object_on_one_flat_tile_is_not_duplicate():
 
 
 def test_evidence_options_are_checked():
-    assert check_evidence(None) == EVIDENCE_DEFAULTS
+    assert check_evidence(None) == EVIDENCE
     with pytest.raises(TiledupError, match="unknown key"):
         check_evidence({"clip": 3})
     with pytest.raises(TiledupError, match="min_pixels"):
@@ -95,7 +99,8 @@ def test_evidence_options_are_checked():
 def test_expand_marks_each_kind():
     solid = {("x", t): t in (0, 1, 2) for t in range(9)} | {("y", t): t in (0, 1) for t in range(9)}
     dominant = {k: np.array((0, 0, 0)) for k in solid} | {("y", 1): np.array((255, 255, 255))}
-    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, dominant)
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, dominant,
+                   EVIDENCE["colour_levels"])
     assert list(pairs.evidence) == [SOLID, NOT_DUP, SOLID] + [TEXTURE] * 6
     assert pairs.informative.all()
 
@@ -110,7 +115,7 @@ def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
     chips = {i: read_chip(real_data / "airbus_samples" / i) for i in ids}
     table = {}
     for i, chip in chips.items():
-        h = hash_tiles(cut_tiles(chip))
+        h = hash_tiles(cut_tiles(chip), **solid_options(**solid_options()))
         for t in range(9):
             table[(i, t)] = {"bmh": h["bmh"][t].tobytes(), "bmh96": h["bmh96"][t].tobytes(),
                              "solid": bool(h["solid"][t]), "dominant": h["dominant"][t]}
@@ -121,9 +126,9 @@ def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
 
     overlaps = pd.DataFrame({"img1": [ids[0]], "img2": [ids[1]], "tag": ["08"]})
     pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()},
-                   {k: v["dominant"] for k, v in table.items()})
+                   {k: v["dominant"] for k, v in table.items()}, EVIDENCE["colour_levels"])
     cache = ChipCache(real_data / "airbus_samples")
-    scored = score_pairs(pairs, table, cache, model=None, batch_size=8)  # no textured pair: DupNet not needed
+    scored = score_pairs(pairs, table, cache, model=None, batch_size=8, evidence=EVIDENCE)  # no textured pair: DupNet not needed
     assert list(scored.evidence) == [NOT_DUP] and (scored.tile1 == 1).all()
     out = aggregate(overlaps, pairs, scored)
     assert out.decidable[0] and all(out[m][0] == 0 for m in METHODS)

@@ -13,11 +13,12 @@ from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.pairs.shard import PAIR_SCHEMA, make_pairs, pair_shard
 from tiledup.tiles.shard import TILE_SCHEMA, tile_shard
 
+from configured import options
+
 def tiles_of_chips(paths, folder) -> pa.Table:
     """The tile stage's own table of some real chips."""
     (folder / "list.txt").write_text("".join(f"{p.name}\n" for p in paths))
-    return tile_shard(paths[0].parent, folder / "list.txt", folder / "tiles.parquet",
-                      folder / "rejects.parquet")[0]
+    return tile_shard(paths[0].parent, folder / "list.txt", folder / "tiles.parquet", folder / "rejects.parquet", **options("tiles"))[0]
 
 
 def sharp_tile_table(paths) -> pa.Table:
@@ -130,7 +131,7 @@ def check_invariants(pairs: pa.Table, tiles: pa.Table) -> None:
 @pytest.mark.parametrize("balance", ["rank", "threshold", "none"])
 def test_invariants_on_a_synthetic_table(balance):
     tiles = synthetic_tiles(300, seed=1)
-    pairs, stats = make_pairs(tiles, balance=balance, min_bmh_sim=0.5)
+    pairs, stats = make_pairs(tiles, **options("pairs", balance=balance, min_bmh_sim=0.5))
     check_invariants(pairs, tiles)
     assert stats["candidates"] == 300 * 45
     assert stats["solid"] > 0 and stats["same_digest"] > 0
@@ -140,7 +141,7 @@ def test_invariants_on_a_synthetic_table(balance):
 def test_invariants_on_real_chips(real_tiles, sharp_tiles):
     for tiles in (real_tiles, sharp_tiles):
         for balance in ("rank", "none"):
-            pairs, _ = make_pairs(tiles, balance=balance)
+            pairs, _ = make_pairs(tiles, **options("pairs", balance=balance))
             check_invariants(pairs, tiles)
             assert pairs.num_rows > 0
 
@@ -148,7 +149,7 @@ def test_invariants_on_real_chips(real_tiles, sharp_tiles):
 def test_all_45_candidates_of_a_clean_image():
     """No solid tile, distinct digests, no near-solid tiles, no balancing: 9 + 36 pairs."""
     tiles = synthetic_tiles(5, seed=2, solid_rate=0, same_digest_rate=0)
-    pairs, _ = make_pairs(tiles, balance="none")
+    pairs, _ = make_pairs(tiles, **options("pairs", balance="none"))
     df = pairs.to_pandas()
     assert len(df) == 5 * 45
     assert (df.groupby("image_id").is_dup.sum() == 9).all()
@@ -159,7 +160,7 @@ def test_solid_tiles_never_pair():
     tiles = synthetic_tiles(2, seed=3, solid_rate=0, same_digest_rate=0)
     solid = np.zeros(18, bool)
     solid[[4, 9 + 0, 9 + 8]] = True
-    pairs, stats = make_pairs(with_column(tiles, "solid", solid), balance="none")
+    pairs, stats = make_pairs(with_column(tiles, "solid", solid), **options("pairs", balance="none"))
     df = pairs.to_pandas()
     first = df[df.image_id == df.image_id.iloc[0]]
     assert len(first) == 8 + 28 and not ((first.tile1 == 4) | (first.tile2 == 4)).any()
@@ -171,7 +172,7 @@ def test_equal_digest_drops_only_the_nondup_pair():
     tiles = synthetic_tiles(1, seed=4, solid_rate=0, same_digest_rate=0)
     digest = list(tiles["xxh3_128"].to_pylist())
     digest[5] = digest[2]
-    pairs, stats = make_pairs(with_column(tiles, "xxh3_128", digest), balance="none")
+    pairs, stats = make_pairs(with_column(tiles, "xxh3_128", digest), **options("pairs", balance="none"))
     got = set(zip(pairs["tile1"].to_pylist(), pairs["tile2"].to_pylist()))
     assert (2, 5) not in got and (2, 2) in got and (5, 5) in got
     assert len(got) == 44 and stats["same_digest"] == 1
@@ -187,22 +188,22 @@ def test_near_solid_rule():
     dominant[1] = bytes([12, 58, 121])  # within 4 levels of tile 0's colour
     dominant[2] = bytes([10, 60, 140])  # another colour
     tiles = with_column(with_column(tiles, "dominant_share", share), "dominant", dominant)
-    pairs, stats = make_pairs(tiles, balance="none", near_solid_share=0.97, near_solid_tol=4)
+    pairs, stats = make_pairs(tiles, **options("pairs", balance="none", near_solid_share=0.97, near_solid_tol=4))
     got = set(zip(pairs["tile1"].to_pylist(), pairs["tile2"].to_pylist()))
     assert (0, 1) not in got and (0, 0) in got and (1, 1) in got
     assert {(0, 2), (1, 2), (0, 3), (1, 3)} <= got
     assert stats["near_solid"] == 1
-    stricter, _ = make_pairs(tiles, balance="none", near_solid_share=0.98, near_solid_tol=4)
+    stricter, _ = make_pairs(tiles, **options("pairs", balance="none", near_solid_share=0.98, near_solid_tol=4))
     assert stricter.num_rows == 45
-    closer, _ = make_pairs(tiles, balance="none", near_solid_share=0.97, near_solid_tol=1)
+    closer, _ = make_pairs(tiles, **options("pairs", balance="none", near_solid_share=0.97, near_solid_tol=1))
     assert closer.num_rows == 45
 
 
 def test_rank_balance_keeps_the_most_similar_nondups():
     tiles = synthetic_tiles(200, seed=6)
-    everything = make_pairs(tiles, balance="none")[0].to_pandas()
+    everything = make_pairs(tiles, **options("pairs", balance="none"))[0].to_pandas()
     for ratio in (1.0, 0.5, 2.0):
-        kept = make_pairs(tiles, balance="rank", nondup_per_dup=ratio)[0].to_pandas()
+        kept = make_pairs(tiles, **options("pairs", balance="rank", nondup_per_dup=ratio))[0].to_pandas()
         key = ["image_id", "tile1", "tile2"]
         assert kept[kept.is_dup][key].values.tolist() == everything[everything.is_dup][key].values.tolist()
         for image, group in everything.groupby("image_id"):
@@ -218,15 +219,15 @@ def test_rank_balance_keeps_the_most_similar_nondups():
 
 def test_threshold_balance_drops_dissimilar_nondups():
     tiles = synthetic_tiles(100, seed=7)
-    pairs, stats = make_pairs(tiles, balance="threshold", min_bmh_sim=0.52)
+    pairs, stats = make_pairs(tiles, **options("pairs", balance="threshold", min_bmh_sim=0.52))
     df = pairs.to_pandas()
     assert (df[~df.is_dup].bmh_sim >= 0.52).all() and stats["balance"] > 0
-    everything = make_pairs(tiles, balance="none")[0].to_pandas()
+    everything = make_pairs(tiles, **options("pairs", balance="none"))[0].to_pandas()
     assert len(df[~df.is_dup]) == int((everything[~everything.is_dup].bmh_sim >= 0.52).sum())
 
 
 def test_real_chips_solid_and_border_images(real_tiles):
-    pairs, stats = make_pairs(real_tiles, balance="none")
+    pairs, stats = make_pairs(real_tiles, **options("pairs", balance="none"))
     df = pairs.to_pandas()
     solid = real_tiles.to_pandas().groupby("image_id").solid.sum()
     # Every image with a usable tile yields pairs, an all-solid one (73fec0637: white) none.
@@ -238,7 +239,7 @@ def test_real_chips_solid_and_border_images(real_tiles):
 
 
 def test_default_rank_gives_balanced_classes_on_real_chips(real_tiles):
-    pairs, stats = make_pairs(real_tiles)
+    pairs, stats = make_pairs(real_tiles, **options("pairs"))
     assert 0.9 <= stats["nondups"] / stats["dups"] <= 1.0
 
 
@@ -247,8 +248,8 @@ def test_near_solid_approximation_against_the_seed_pixel_rule(airbus_chips, tabl
     """Where the pair stage drops a pair as near-solid, the seed's pixel rule
     (absolute difference image more than 97 % one value) drops it too."""
     tiles = request.getfixturevalue(table)
-    kept = make_pairs(tiles, balance="none")[0].to_pandas()
-    no_ns = make_pairs(tiles, balance="none", near_solid_share=2.0)[0].to_pandas()
+    kept = make_pairs(tiles, **options("pairs", balance="none"))[0].to_pandas()
+    no_ns = make_pairs(tiles, **options("pairs", balance="none", near_solid_share=2.0))[0].to_pandas()
     key = ["image_id", "tile1", "tile2"]
     dropped = no_ns.merge(kept[key], on=key, how="left", indicator=True)
     dropped = dropped[dropped["_merge"] == "left_only"]
@@ -267,7 +268,7 @@ def test_near_solid_approximation_against_the_seed_pixel_rule(airbus_chips, tabl
 def test_pair_shard_writes_parquet_and_is_deterministic(tmp_path):
     tiles = synthetic_tiles(50, seed=8)
     pq.write_table(tiles, tmp_path / "000.parquet")
-    pair_shard(tmp_path / "000.parquet", tmp_path / "a.parquet")
+    pair_shard(tmp_path / "000.parquet", tmp_path / "a.parquet", **options("pairs"))
     assert main(["pairs", "--tiles", str(tmp_path / "000.parquet"), "--out", str(tmp_path / "b.parquet"),
                  "--options", "{}"]) == 0
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
@@ -277,12 +278,12 @@ def test_pair_shard_writes_parquet_and_is_deterministic(tmp_path):
 def test_unsorted_tile_table_gives_the_same_pairs():
     tiles = synthetic_tiles(20, seed=9)
     shuffled = tiles.take(np.random.default_rng(0).permutation(tiles.num_rows))
-    assert make_pairs(shuffled)[0].equals(make_pairs(tiles)[0])
+    assert make_pairs(shuffled, **options("pairs"))[0].equals(make_pairs(tiles, **options("pairs"))[0])
 
 
 def test_empty_tile_table_gives_empty_pairs(tmp_path, caplog):
     pq.write_table(synthetic_tiles(0), tmp_path / "t.parquet")
-    out = pair_shard(tmp_path / "t.parquet", tmp_path / "p.parquet")
+    out = pair_shard(tmp_path / "t.parquet", tmp_path / "p.parquet", **options("pairs"))
     assert out.num_rows == 0 and pq.read_table(tmp_path / "p.parquet").schema.equals(PAIR_SCHEMA)
     assert "no images" in caplog.text
 
@@ -291,33 +292,33 @@ def test_image_with_missing_tile_is_named():
     tiles = synthetic_tiles(3, seed=10)
     broken = tiles.filter(pa.array(np.arange(27) != 13))  # image 1 loses tile 4
     with pytest.raises(TiledupError, match=r"t\.parquet.*000000001\.jpg"):
-        make_pairs(broken, source="t.parquet")
+        make_pairs(broken, source="t.parquet", **options("pairs"))
 
 
 def test_duplicated_tile_row_is_named():
     tiles = synthetic_tiles(2, seed=11)
     doubled = pa.concat_tables([tiles, tiles.slice(9, 1)])
     with pytest.raises(TiledupError, match="000000001.jpg"):
-        make_pairs(doubled)
+        make_pairs(doubled, **options("pairs"))
 
 
 def test_missing_column_and_bad_width_are_named(tmp_path):
     tiles = synthetic_tiles(2, seed=12)
     pq.write_table(tiles.drop_columns(["bmh96"]), tmp_path / "t.parquet")
     with pytest.raises(TiledupError, match=r"t\.parquet.*bmh96"):
-        pair_shard(tmp_path / "t.parquet", tmp_path / "p.parquet")
+        pair_shard(tmp_path / "t.parquet", tmp_path / "p.parquet", **options("pairs"))
     narrow = tiles.set_column(3, "bmh", pa.array([b"x" * 8] * 18, pa.binary(8)))
     with pytest.raises(TiledupError, match=r"bmh .*fixed_size_binary\(32\)"):
-        make_pairs(narrow)
+        make_pairs(narrow, **options("pairs"))
     assert not (tmp_path / "p.parquet").exists()
 
 
 def test_missing_file_and_unknown_balance_are_clear_errors(tmp_path):
     with pytest.raises(TiledupError, match="absent.parquet"):
-        pair_shard(tmp_path / "absent.parquet", tmp_path / "p.parquet")
+        pair_shard(tmp_path / "absent.parquet", tmp_path / "p.parquet", **options("pairs"))
     with pytest.raises(TiledupError, match="balance"):
-        make_pairs(synthetic_tiles(1), balance="global")
+        make_pairs(synthetic_tiles(1), **options("pairs", balance="global"))
     with pytest.raises(TiledupError, match="nondup_per_dup"):
-        make_pairs(synthetic_tiles(1), nondup_per_dup=-1)
+        make_pairs(synthetic_tiles(1), **options("pairs", nondup_per_dup=-1))
     with pytest.raises(TiledupError, match="unknown pairs option.*ratio"):
-        pair_shard(tmp_path / "absent.parquet", tmp_path / "p.parquet", ratio=2)
+        pair_shard(tmp_path / "absent.parquet", tmp_path / "p.parquet", ratio=2, **options("pairs"))

@@ -12,6 +12,7 @@ from tiledup.model.pretrained import PACKAGED
 from tiledup.model.train import CHOICE, train
 from tiledup.run.errors import TiledupError
 
+from configured import options
 from test_train import TINY, tables  # noqa: F401 (tables: the real-chip dataset fixture)
 
 # Real chips of tests/data that overlap with pixels equal up to JPEG noise (/work/shared/data/README.md),
@@ -39,14 +40,17 @@ def test_packaged_model_decides_the_plain_real_duplicates(real_data, image1, ima
     """Scored as verify and the evaluation score overlaps (tiledup.scoring.overlaps, via compare):
     the overlap where the chips agree is a duplicate, and no other offset of the two chips is."""
     images = real_data / "airbus_samples"
-    scored, _ = compare(images / f"{image1}.jpg", images / f"{image2}.jpg", PACKAGED, device="cpu")
+    verify = options("verify")
+    scored, _ = compare(images / f"{image1}.jpg", images / f"{image2}.jpg", PACKAGED, device="cpu",
+                        batch_size=verify["batch_size"], threshold=verify["dupnet_threshold"],
+                        tiles=options("tiles"), evidence=options("evidence"))
     decided = scored[scored.is_dup]
     assert list(decided.tag) == [tag], f"{image1} x {image2}:\n{scored}"
 
 
 def test_too_few_pairs_keep_the_pretrained_model(tables, real_data, tmp_path):
-    best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0, epochs=2,
-                 min_pairs_finetune=10_000, **FINETUNE)
+    best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0,
+                 **options("train", epochs=2, min_pairs_finetune=10_000, **FINETUNE))
     choice = json.loads((tmp_path / CHOICE).read_text())
     assert choice["model"] == "pretrained" and "fewer than train.min_pairs_finetune" in choice["why"]
     assert choice["val"]["fine-tuned"] is None and best["epoch"] == 0
@@ -56,8 +60,8 @@ def test_too_few_pairs_keep_the_pretrained_model(tables, real_data, tmp_path):
 
 
 def test_fine_tuned_model_is_kept_only_when_its_validation_loss_is_lower(tables, real_data, tmp_path):
-    train(*tables, real_data / "airbus_samples", tmp_path, workers=0, epochs=2, min_pairs_finetune=0,
-          **FINETUNE)
+    train(*tables, real_data / "airbus_samples", tmp_path, workers=0,
+          **options("train", epochs=2, min_pairs_finetune=0, **FINETUNE))
     choice = json.loads((tmp_path / CHOICE).read_text())
     pre, tuned = choice["val"]["pretrained"], choice["val"]["fine-tuned"]
     assert tuned["epoch"] >= 1
@@ -69,14 +73,13 @@ def test_fine_tuned_model_is_kept_only_when_its_validation_loss_is_lower(tables,
 
 def test_a_start_of_another_shape_is_named(tables, real_data, tmp_path):
     with pytest.raises(TiledupError, match="train.pretrained 'packaged' .* set train.pretrained: none"):
-        train(*tables, real_data / "airbus_samples", tmp_path, workers=0, **FINETUNE, model={"width": 8})
+        train(*tables, real_data / "airbus_samples", tmp_path, workers=0,
+              **options("train", **{**FINETUNE, "model": {"width": 8}}))
 
 
 def test_the_evaluation_says_which_model_it_scored(tmp_path):
     """choice.json beside the model reaches metrics.json's `model` (the report shows it)."""
-    from tiledup.evaluate.evaluation import evaluate
-
-    from test_evaluate import make_case
+    from test_evaluate import evaluate, make_case
 
     paths = make_case(tmp_path)
     choice = {"model": "pretrained", "why": "a test", "val": {"pretrained": {"val_loss": 0.1, "val_acc": 0.9}}}

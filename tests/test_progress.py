@@ -10,6 +10,8 @@ import pytest
 from tiledup.run import progress as progress_module
 from tiledup.run.progress import Progress, duration, rate
 
+from configured import options
+
 
 class Clock:
     def __init__(self):
@@ -86,7 +88,7 @@ def test_tile_shard_logs_progress(monkeypatch, caplog, airbus_chips, tmp_path):
     listing = tmp_path / "007.txt"
     listing.write_text("\n".join(p.name for p in airbus_chips[:3]) + "\n")
     caplog.set_level(logging.INFO)
-    tile_shard(airbus_chips[0].parent, listing, tmp_path / "t.parquet", tmp_path / "r.parquet")
+    tile_shard(airbus_chips[0].parent, listing, tmp_path / "t.parquet", tmp_path / "r.parquet", **options("tiles"))
     got = [m for m in lines(caplog) if m.startswith("shard 007:")]
     assert got[0] == "shard 007: started, 3 images"
     assert got[1].startswith("shard 007: 1/3 images (33 %), ") and "ETA" in got[1]

@@ -15,16 +15,18 @@ from tiledup.tiles.shard import tile_shard
 
 from bad_chips import write_bad_chips
 
+from configured import options
+
 
 def tile_folder(tmp_path, images, shards=2):
     """The real manifest and tile stage on a folder: (manifest, per-shard rejects tables)."""
     manifest = tmp_path / "manifest.parquet"
-    write_manifest(images, shards, manifest, tmp_path / "shards")
+    write_manifest(images, shards, manifest, tmp_path / "shards", on_bad_truth="error")
     rejects = []
     for k in range(shards):
         name = shard_name(k)
         rejects.append(tmp_path / f"rejects-{name}.parquet")
-        tile_shard(images, tmp_path / "shards" / f"{name}.txt", tmp_path / f"tiles-{name}.parquet", rejects[-1])
+        tile_shard(images, tmp_path / "shards" / f"{name}.txt", tmp_path / f"tiles-{name}.parquet", rejects[-1], **options("tiles"))
     return manifest, rejects
 
 

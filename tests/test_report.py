@@ -17,6 +17,16 @@ from tiledup.report.pictures import DIFF_CLIP, _LUT, channel_subtraction, diverg
 from tiledup.report.html import render
 from tiledup.report.view import rejects_section
 
+from configured import options
+
+REPORT_KEYS = ("gallery_errors", "gallery_correct", "gallery_duplicates", "list_cap", "thumb", "mosaics", "mosaic_tile")
+
+
+def report_options(**changes) -> dict:
+    """write_report's keywords: the `evaluate` block's report settings, its val_seed as the seed."""
+    e = options("evaluate", **changes)
+    return {**{k: e[k] for k in REPORT_KEYS}, "seed": e["val_seed"]}
+
 
 def test_overlap_box_covers_exactly_the_tag_tiles():
     for tag in TAGS:
@@ -93,7 +103,7 @@ def report_inputs(airbus_chips):
 
 def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_correct=5, thumb=96)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_correct=5, thumb=96))
     page_ = (tmp_path / "report.html").read_text()
     body = page_.split("<body>", 1)[1]
     assert body.index('class="summary"') < body.index('<nav class="toc">') < body.index("<section")
@@ -126,14 +136,14 @@ def test_page_escapes_what_it_shows(report_inputs, tmp_path):
     """Names come from the user's folder and truth file: the templates escape them."""
     scored, metrics, images = report_inputs
     metrics = {**metrics, "skipped_truth_lines": [{"line": "t:9", "text": "x", "reason": "<script>alert(1)</script>"}]}
-    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=0, gallery_correct=0))
     page_ = (tmp_path / "report.html").read_text()
     assert "<script>" not in page_ and "&lt;script&gt;alert(1)&lt;/script&gt;" in page_
 
 
 def test_errors_csv_lists_every_error_in_gallery_order(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
-    write_report(scored, metrics, images, tmp_path, gallery_errors=1, gallery_correct=0, thumb=64)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=1, gallery_correct=0, thumb=64))
     page_ = (tmp_path / "report.html").read_text()
     assert "Showing the 1 most confident of 2 errors" in page_ and page_.count('<figure class="card">') == 1
     errors = pd.read_csv(tmp_path / "errors.csv", dtype={"tag": str})
@@ -149,7 +159,7 @@ def test_no_truth_page(report_inputs, tmp_path):
     scored, metrics, images = report_inputs
     metrics = {**metrics, "truth": None, "methods": {}, "undecidable": [], "skipped_truth_lines": [],
                "note": "no truth given: config key `truth` is empty", "counts": overlap_counts(scored.iloc[:0])}
-    write_report(scored.iloc[:0], metrics, images, tmp_path)
+    write_report(scored.iloc[:0], metrics, images, tmp_path, **report_options())
     text = (tmp_path / "report.html").read_text()
     assert "No truth was given, so nothing above is checked against labels" in text
     assert "no overlap was scored" not in text
@@ -161,12 +171,10 @@ def test_no_truth_page(report_inputs, tmp_path):
 
 def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, airbus_chips, tmp_path):
     """The default caps times the largest panel and mosaic of real (busy, textured) chips, plus the rest."""
-    import inspect
-
     from tiledup.report.mosaics import mosaic
 
     scored, metrics, images = report_inputs
-    defaults = {k: p.default for k, p in inspect.signature(evaluate_and_report).parameters.items()}
+    defaults = options("evaluate")
     n_cards = defaults["gallery_errors"] + defaults["gallery_correct"]
     pairs = list(zip([p.name for p in airbus_chips[:-1]], [p.name for p in airbus_chips[1:]]))
     largest = max(len(panel_uri(images, a, b, "08", defaults["thumb"])[0]) + 300 for a, b in pairs)
@@ -175,7 +183,7 @@ def test_default_gallery_keeps_the_page_under_5_mb_on_real_chips(report_inputs, 
     members = pd.DataFrame({"image_id": [airbus_chips[k % 24].name for k in range(25)],
                             "row": [3 * (k // 5) for k in range(25)], "col": [3 * (k % 5) for k in range(25)]})
     one_mosaic = len(mosaic(members, images, defaults["mosaic_tile"], 960)["src"]) + 25 * 150
-    write_report(scored, metrics, images, tmp_path, gallery_errors=0, gallery_correct=0)
+    write_report(scored, metrics, images, tmp_path, **report_options(gallery_errors=0, gallery_correct=0))
     rest = (tmp_path / "report.html").stat().st_size
     total = (rest + n_cards * largest + defaults["gallery_duplicates"] * largest_found
              + defaults["mosaics"] * one_mosaic)
@@ -189,7 +197,7 @@ def test_rejects_section_counts_reasons_and_caps_the_names(report_inputs, tmp_pa
 
     def section(summary):
         data = ReportData(scored=scored, metrics={**metrics, "rejects": summary}, images_dir=images,
-                          out_dir=tmp_path, errors=scored.iloc[:0], gallery_errors=0, gallery_correct=0)
+                          out_dir=tmp_path, errors=scored.iloc[:0], **report_options(gallery_errors=0, gallery_correct=0))
         s = rejects_section(data, show=50)
         return s["id"], s["title"], render(s["template"], s=s)
 

@@ -22,6 +22,8 @@ from procs import kill_tagged, tagged, tagged_env, wait_until
 from test_evaluate import make_case
 from test_train import TINY, tables  # noqa: F401 (tables: the real-chip dataset fixture)
 
+from configured import options
+
 OPTS = dict(TINY, model={"width": 4, "depth": 1})
 GONE_WITHIN = 5.0  # seconds for every process of a stopped command to be gone
 
@@ -80,7 +82,7 @@ def test_stopped_training_ends_its_workers_and_resumes(sig, tag_env, tables, rea
     done = len(torch.load(out / RESUME, weights_only=True)["state"]["history"])
     assert done >= 1
     with caplog.at_level("INFO", logger="tiledup.model.train"):
-        train(*tables, images, out, workers=0, epochs=done + 1, **OPTS)
+        train(*tables, images, out, workers=0, **options("train", epochs=done + 1, **OPTS))
     assert f"after epoch {done}" in caplog.text
     assert len((out / "history.csv").read_text().splitlines()) == 1 + done + 1
 

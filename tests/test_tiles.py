@@ -17,6 +17,8 @@ from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.tiles.shard import REJECT_SCHEMA, TILE_SCHEMA, tile_shard
 
+from configured import options, solid_options
+
 GOOD = ["2b6c7fd55.jpg", "5a70ef013.jpg", "73fec0637.jpg"]
 
 
@@ -60,10 +62,10 @@ EXPECTED_REJECTS = {
 }
 
 
-def run(shard, tmp_path, **options):
+def run(shard, tmp_path, **changes):
     images, listing = shard
     out = tmp_path / "out"
-    tile_shard(images, listing, out / "tiles.parquet", out / "rejects.parquet", **options)
+    tile_shard(images, listing, out / "tiles.parquet", out / "rejects.parquet", **options("tiles", **changes))
     return pq.read_table(out / "tiles.parquet"), pq.read_table(out / "rejects.parquet"), out
 
 
@@ -92,7 +94,7 @@ def test_rows_hold_the_hashes_of_the_chip(shard, tmp_path, real_data):
     rows = tiles.filter(tiles.column("image_id").to_numpy(zero_copy_only=False) == "5a70ef013.jpg")
     chip = read_chip(real_data / "airbus_samples" / "5a70ef013.jpg")
     cut = cut_tiles(chip)
-    h = hash_tiles(cut)
+    h = hash_tiles(cut, **solid_options())
     assert rows.column("xxh3_128").to_pylist() == [xxhash.xxh3_128_digest(cut[t].tobytes()) for t in range(9)]
     assert rows.column("bmh").to_pylist() == [h["bmh"][t].tobytes() for t in range(9)]
     assert rows.column("bmh96").to_pylist() == [h["bmh96"][t].tobytes() for t in range(9)]
@@ -110,7 +112,7 @@ def test_threads_give_the_same_tables(shard, tmp_path):
 def test_empty_shard_writes_empty_tables_with_the_schema(tmp_path):
     listing = tmp_path / "007.txt"
     listing.write_text("")
-    tile_shard(tmp_path, listing, tmp_path / "t.parquet", tmp_path / "r.parquet")
+    tile_shard(tmp_path, listing, tmp_path / "t.parquet", tmp_path / "r.parquet", **options("tiles"))
     tiles, rejects = pq.read_table(tmp_path / "t.parquet"), pq.read_table(tmp_path / "r.parquet")
     assert tiles.num_rows == 0 and tiles.schema.equals(TILE_SCHEMA)
     assert rejects.num_rows == 0 and rejects.schema.equals(REJECT_SCHEMA)
@@ -118,11 +120,11 @@ def test_empty_shard_writes_empty_tables_with_the_schema(tmp_path):
 
 def test_bad_list_or_options_are_clear_errors(tmp_path):
     with pytest.raises(TiledupError, match="shard list .*nope.txt"):
-        tile_shard(tmp_path, tmp_path / "nope.txt", tmp_path / "t.parquet", tmp_path / "r.parquet")
+        tile_shard(tmp_path, tmp_path / "nope.txt", tmp_path / "t.parquet", tmp_path / "r.parquet", **options("tiles"))
     listing = tmp_path / "000.txt"
     listing.write_text("")
     with pytest.raises(TiledupError, match="tiles options"):
-        tile_shard(tmp_path, listing, tmp_path / "t.parquet", tmp_path / "r.parquet", solid_share=1.5)
+        tile_shard(tmp_path, listing, tmp_path / "t.parquet", tmp_path / "r.parquet", **options("tiles", solid_share=1.5))
     assert not (tmp_path / "t.parquet").exists()
 
 

@@ -17,6 +17,8 @@ from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.dupnet import load_dupnet
 from tiledup.model.train import train
 
+from configured import options
+
 TINY = {"model": {"width": 8, "depth": 2}, "batch_size": 16, "lr": 0.003, "pretrained": "none"}
 
 
@@ -57,7 +59,7 @@ def _history(out_dir):
 
 def test_short_cpu_run_learns(tables, real_data, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0, epochs=3, **TINY)
+    best = train(*tables, real_data / "airbus_samples", tmp_path, workers=0, **options("train", epochs=3, **TINY))
     said = [r.getMessage() for r in caplog.records]
     # progress: within each epoch (training + validation pairs) and over the epochs, with an ETA
     n_pairs = sum(pq.read_metadata(t).num_rows for t in tables)
@@ -93,26 +95,26 @@ def test_resume_after_kill_continues_and_matches_an_uninterrupted_run(tables, re
 
     # An edited run-defining key meets the interrupted checkpoint: a clear error naming it.
     with pytest.raises(TiledupError, match=r"lr: 0\.003 -> 0\.01"):
-        train(*tables, images, run, workers=0, epochs=2, **dict(opts, lr=0.01))
+        train(*tables, images, run, workers=0, **options("train", epochs=2, **dict(opts, lr=0.01)))
 
     # The same config with fewer epochs resumes: epoch 1 is kept, only epoch 2 runs.
-    train(*tables, images, run, workers=0, epochs=2, **opts)
+    train(*tables, images, run, workers=0, **options("train", epochs=2, **opts))
     resumed = _history(run)
     assert [int(r["epoch"]) for r in resumed] == [1, 2]
 
     # Extending the finished run continues from epoch 3 and keeps epochs 1-2 untouched.
-    train(*tables, images, run, workers=0, epochs=3, **opts)
+    train(*tables, images, run, workers=0, **options("train", epochs=3, **opts))
     extended = _history(run)
     assert [int(r["epoch"]) for r in extended] == [1, 2, 3] and extended[:2] == resumed
 
     # Same seed, same device: an uninterrupted run gives the same losses.
     fresh = tmp_path / "fresh"
-    train(*tables, images, fresh, workers=0, epochs=3, **opts)
+    train(*tables, images, fresh, workers=0, **options("train", epochs=3, **opts))
     for a, b in zip(_history(fresh), extended):
         assert (a["train_loss"], a["val_loss"], a["val_acc"]) == (b["train_loss"], b["val_loss"], b["val_acc"])
 
     # A finished run of another config is replaced by a fresh start, not an error.
-    train(*tables, images, run, workers=0, epochs=1, **dict(opts, seed=5))
+    train(*tables, images, run, workers=0, **options("train", epochs=1, **dict(opts, seed=5)))
     assert [int(r["epoch"]) for r in _history(run)] == [1]
 
 
@@ -120,22 +122,22 @@ def test_bad_input_is_named(tables, real_data, tmp_path, airbus_chips):
     images = real_data / "airbus_samples"
     empty = _write([], tmp_path / "empty.parquet")
     with pytest.raises(TiledupError, match="empty.parquet: training table has no rows"):
-        train(empty, tables[1], images, tmp_path / "m", workers=0, **TINY)
+        train(empty, tables[1], images, tmp_path / "m", workers=0, **options("train", **TINY))
     one = _write([(airbus_chips[0].name, t, t) for t in range(9)], tmp_path / "one.parquet")
     with pytest.raises(TiledupError, match="one class only"):
-        train(one, tables[1], images, tmp_path / "m", workers=0, **TINY)
+        train(one, tables[1], images, tmp_path / "m", workers=0, **options("train", **TINY))
     ghost = _write([("nothere.jpg", 1, 1), ("nothere.jpg", 1, 2)], tmp_path / "ghost.parquet")
     with pytest.raises(TiledupError, match="nothere.jpg"):
-        train(ghost, tables[1], images, tmp_path / "m", workers=0, **TINY)
+        train(ghost, tables[1], images, tmp_path / "m", workers=0, **options("train", **TINY))
     pq.write_table(pa.table({"image_id": ["a.jpg"], "tile1": [1]}), tmp_path / "cols.parquet")
     with pytest.raises(TiledupError, match="lacks column"):
-        train(tmp_path / "cols.parquet", tables[1], images, tmp_path / "m", workers=0, **TINY)
+        train(tmp_path / "cols.parquet", tables[1], images, tmp_path / "m", workers=0, **options("train", **TINY))
     with pytest.raises(TiledupError, match="train.model: unknown"):
-        train(*tables, images, tmp_path / "m", workers=0, model={"heads": 2})
+        train(*tables, images, tmp_path / "m", workers=0, **options("train", model={"heads": 2}))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "resume.pt").write_bytes(b"garbage")
     with pytest.raises(TiledupError, match="unreadable resume checkpoint"):
-        train(*tables, images, tmp_path / "junk", workers=0, epochs=1, **TINY)
+        train(*tables, images, tmp_path / "junk", workers=0, **options("train", epochs=1, **TINY))
 
 
 def test_resume_log_keeps_the_earlier_part_of_this_training_only(tables, real_data, tmp_path, capfd):
@@ -148,7 +150,7 @@ def test_resume_log_keeps_the_earlier_part_of_this_training_only(tables, real_da
     def run(**changes):
         capfd.readouterr()
         with recorded_log(tmp_path) as record:
-            train(*tables, images, tmp_path, workers=0, record=record, **{**opts, "epochs": 1, **changes})
+            train(*tables, images, tmp_path, workers=0, record=record, **options("train", **{**opts, "epochs": 1, **changes}))
         return capfd.readouterr().err, (tmp_path / "resume.log").read_text()
 
     _, first = run()

@@ -19,9 +19,10 @@ from tiledup.report.mosaics import stitch
 from tiledup.dup_truth import read_truth
 from tiledup.discovery.verify import OVERLAP_SCHEMA, verify
 from tiledup.discovery.exports import write_exports
-from tiledup.report.page import evaluate_and_report as evaluate
 
-from test_evaluate import make_case
+from test_evaluate import evaluate, make_case
+
+from configured import options
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +31,21 @@ def run(tmp_path_factory):
     paths = make_case(root)
     out = {"candidates_path": root / "candidates.parquet", "overlaps_path": root / "overlaps.parquet",
            "groups_path": root / "groups.parquet", "conflicts_path": root / "conflicts.parquet"}
-    find_candidates(paths["tiles_paths"], out["candidates_path"])
+    find_candidates(paths["tiles_paths"], out["candidates_path"], **options("candidates"))
     handler, logger = _Capture(), logging.getLogger("tiledup.discovery.verify")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
-               out["overlaps_path"], root / "found.txt", device="cpu", batch_size=16, chunk=3)
+               out["overlaps_path"], root / "found.txt", evidence=options("evidence"),
+               **options("verify", device="cpu", batch_size=16, chunk=3))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
     groups_rule(out["overlaps_path"], paths["tiles_paths"], out["groups_path"], root / "split.csv",
                 out["conflicts_path"], root / "leaks.json", out["candidates_path"],
-                fractions={"train": 0.5, "val": 0.5, "test": 0.0})
+                **options("groups", fractions={"train": 0.5, "val": 0.5, "test": 0.0}))
     write_exports(out["overlaps_path"], out["groups_path"], paths["tiles_paths"], root / "duplicates.json",
                   root / "removable.txt")
     exports = {"split": root / "split.csv", "duplicates": root / "duplicates.json", "removable": root / "removable.txt"}
@@ -152,11 +154,25 @@ def test_compare_prints_every_decidable_overlap_with_the_models_tile_scores(run,
     model = load_dupnet(paths["model_path"], "cpu")
     ta, tb = cut_tiles(read_chip(a)), cut_tiles(read_chip(b))
     pairs = tag_tile_pairs("18")
-    want = predict(model, np.stack([ta[i] for i, _ in pairs]), np.stack([tb[j] for _, j in pairs]))
+    want = predict(model, np.stack([ta[i] for i, _ in pairs]), np.stack([tb[j] for _, j in pairs]), 64)
     got = [float(x.split(":")[1]) for x in rows["18"].split()[7:]]
     assert np.allclose(got, want, atol=1e-3)
     best = max(rows, key=lambda t: float(rows[t].split()[4]))
     assert f"best: tag {best} " in text
+    assert "(DupNet threshold 0.5)" in text  # the config's verify.dupnet_threshold
+
+
+def test_compare_reads_the_workflows_config_file(run, capsys, caplog, tmp_path):
+    """--configfile: its verify block (over config/config.yaml's) decides; a broken file is named."""
+    _, paths, _, _, _ = run
+    a, b = paths["images_dir"] / "a00000001.jpg", paths["images_dir"] / "a00000002.jpg"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("verify: {dupnet_threshold: 0.9, device: cpu}\n")
+    assert cli.main(["compare", str(a), str(b), "--model", str(paths["model_path"]), "--configfile", str(mine)]) == 0
+    assert "(DupNet threshold 0.9)" in capsys.readouterr().out
+    mine.write_text("verify: {dupnet_treshold: 0.9}\n")
+    assert cli.main(["compare", str(a), str(b), "--model", str(paths["model_path"]), "--configfile", str(mine)]) == 2
+    assert f"invalid config file {mine}" in caplog.text and "did you mean `verify.dupnet_threshold`" in caplog.text
 
 
 def test_compare_names_an_unreadable_chip(run, tmp_path, caplog):

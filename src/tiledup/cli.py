@@ -3,7 +3,8 @@
 Each Snakemake rule calls one subcommand. A config block arrives as one JSON
 string (`--options`), so a rule passes its whole block through `params:` and
 the module function takes it as keywords; keys the function does not know are
-an error naming them.
+an error naming them, and keys the JSON leaves out come from config/config.yaml
+(tiledup.run.config.defaults: the functions themselves state no defaults).
 
 Every command stops cleanly on SIGTERM, SIGINT or SIGHUP (tiledup.run.stops): its
 worker processes end with it, and it exits with 128 + the signal number.
@@ -20,6 +21,7 @@ import sys
 from importlib import metadata
 
 from tiledup.run import stops
+from tiledup.run.config import defaults, merged, read_config
 from tiledup.run.errors import TiledupError
 
 log = logging.getLogger("tiledup")
@@ -41,13 +43,20 @@ Each step logs to DIR/logs/, e.g. `tail -f results/logs/train.log`."""
 
 
 def _call(fn, block: str, opts: dict, **args):
-    """fn(**args, **opts), with config keys that fn does not take named as an error (not a TypeError)."""
+    """fn(**args, **opts) with opts merged over the block's defaults; config keys that fn does not
+    take are named as an error (not a TypeError)."""
+    opts = merged(defaults()[block], opts)
     params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(opts) - set(params) | set(opts) & set(args))
         if unknown:
             raise TiledupError(f"unknown `{block}` config key(s): {', '.join(unknown)}")
     return fn(**args, **opts)
+
+
+def _evidence(text: str) -> dict:
+    """The `evidence` block given as JSON, merged over its defaults."""
+    return merged(defaults()["evidence"], _options(text))
 
 
 def _options(text: str) -> dict:
@@ -158,7 +167,7 @@ def cmd_evaluate(a, opts):
           skipped_path=a.skipped or None, images_dir=a.images, model_path=a.model, val_path=a.val,
           tiles_paths=a.tiles, rejects_path=a.rejects, out_dir=a.out_dir,
           layout_path=a.layout or None, discovery_paths=discovery if given else None,
-          verdicts_path=a.verdicts or None, truth_complete=a.truth_complete, evidence=_options(a.evidence),
+          verdicts_path=a.verdicts or None, truth_complete=a.truth_complete, evidence=_evidence(a.evidence),
           exports={k: v for k, v in exports.items() if v})
 
 
@@ -172,7 +181,7 @@ def cmd_verify(a, opts):
     from tiledup.discovery.verify import verify
 
     _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
-          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_options(a.evidence))
+          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_evidence(a.evidence))
 
 
 def cmd_groups(a, opts):
@@ -194,7 +203,9 @@ def cmd_check_split(a, opts):
 def cmd_compare(a, opts):
     from tiledup.discovery.compare import run
 
-    print(run(a.image1, a.image2, a.model, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
+    configfile = a.configfile or (WORKFLOW_CONFIG if os.path.isfile(WORKFLOW_CONFIG) else None)
+    config = read_config(configfile) if configfile else defaults()
+    print(run(a.image1, a.image2, a.model, config, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
 
 
 def version() -> str:
@@ -207,6 +218,7 @@ def version() -> str:
         return f"{__version__} (not installed)"
 
 
+WORKFLOW_CONFIG = "config/config.yaml"
 EVIDENCE_HELP = "the `evidence` config block as one JSON object: which tile pairs with a solid side are evidence"
 OPTIONS_HELP = "the `{}` config block as one JSON object (keys as in config/config.yaml; default: its defaults)"
 
@@ -246,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="manifest Parquet to write (image_id, shard)")
     s.add_argument("--lists", required=True, help="folder to write the per-shard image lists into (<shard>.txt)")
     s.add_argument("--truth", default="", help="dup_truth file whose image names to check (optional)")
-    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"],
+    s.add_argument("--on-bad-truth", default=defaults()["on_bad_truth"], choices=["error", "skip"],
                    help="a truth line naming a missing image stops the run (error) or is skipped later")
 
     s = command("tiles", cmd_tiles, "cut one shard's chips into 9 tiles and hash them (or list why not)",
@@ -280,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", required=True, help="the images folder (named in messages)")
     s.add_argument("--overlaps", required=True, help="checked overlaps (Parquet) to write")
     s.add_argument("--skipped", required=True, help="skipped lines (Parquet) to write")
-    s.add_argument("--on-bad-truth", default="error", choices=["error", "skip"],
+    s.add_argument("--on-bad-truth", default=defaults()["on_bad_truth"], choices=["error", "skip"],
                    help="a bad line stops the run (error) or is skipped and listed (skip)")
 
     s = command("pairs", cmd_pairs, "build one shard's self-supervised tile pairs from its tile table",
@@ -406,10 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image1", help="first chip (768 x 768 JPEG)")
     s.add_argument("image2", help="second chip")
     s.add_argument("--model", default="results/model/dupnet.pt", help="DupNet model (default: %(default)s)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    s.add_argument("--batch-size", type=int, default=64, help="tile pairs per DupNet batch")
-    s.add_argument("--threshold", type=float, default=0.5, help="DupNet decision threshold")
-
+    s.add_argument("--configfile", default="",
+                   help="the workflow's config file, for its tiles, evidence and verify settings (default: "
+                        f"{WORKFLOW_CONFIG} when it exists here, else the defaults shipped with tiledup)")
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's verify.device)")
+    s.add_argument("--batch-size", type=int, help="tile pairs per DupNet batch (default: verify.batch_size)")
+    s.add_argument("--threshold", type=float, help="DupNet decision threshold (default: verify.dupnet_threshold)")
     s = command("run", cmd_run, "run the whole workflow on a folder of chips (Snakemake as the engine)",
                 "Find the duplicates of one folder of 768 x 768 chips: tiles, DupNet training, candidate "
                 "overlaps, decisions, groups, a leak-free split, exports and the report, all into --out. "

@@ -116,13 +116,11 @@ def _render_scene(job) -> None:
             (Path(tmp) / image_id).write_bytes(encode_chip(img, fill, r, c, crng, **chip_opts))
 
 
-def generate(images_dir, truth_path, layout_path, *, seed: int = 0, scenes: int = 6, passes_min: int = 2,
-             passes_max: int = 3, scene_rows: int = 8, scene_cols: int = 8, keep: float = 0.6,
-             quality_min: int = 94, quality_max: int = 96, offset_share: float = 0.8,
-             offset_level: float = 3.0, hls_share: float = 0.15, hls_level: float = 12.0,
-             dark_share: float = 0.6, coast_share: float = 0.6, overcast_scenes: int = 1,
-             cloudy_share: float = 0.35, cloud_cover: float = 0.15, border_share: float = 0.3,
-             ships_per_tile: float = 0.06, noise: float = 0.7, workers: int = 1, **unknown) -> dict:
+def generate(images_dir, truth_path, layout_path, *, seed: int, scenes: int, passes_min: int, passes_max: int,
+             scene_rows: int, scene_cols: int, keep: float, quality_min: int, quality_max: int,
+             offset_share: float, offset_level: float, hls_share: float, hls_level: float, dark_share: float,
+             coast_share: float, overcast_scenes: int, cloudy_share: float, cloud_cover: float,
+             border_share: float, ships_per_tile: float, noise: float, workers: int, **unknown) -> dict:
     """Render the demo: JPEG chips in images_dir, dup_truth at truth_path, layout Parquet at layout_path.
 
     Returns counts (chips, truth lines, duplicates). Keywords = the `demo` config block, plus

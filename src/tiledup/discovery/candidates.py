@@ -37,20 +37,17 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID, OFFSETS
-from tiledup.tiles.hashing import HASH_BYTES
-from tiledup.run.io import fixed_binary, read_parquets, write_parquet
+from tiledup.run.io import write_parquet
 from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, offset_index
 from tiledup.discovery.hash_search import equal_pairs, near_pairs
-from tiledup.tiles.shard import DIGEST
+from tiledup.tiles.table import TileHashes, read_tile_hashes
 
 log = logging.getLogger(__name__)
 
@@ -64,34 +61,6 @@ CANDIDATE_SCHEMA = pa.schema([
     ("how", pa.string()),
 ])
 HOW = ("hash", "implied")
-
-
-@dataclass
-class TileHashes:
-    """The columns of every shard's tile table that discovery needs, one row per tile."""
-
-    image_ids: np.ndarray  # (images,) str, sorted
-    image: np.ndarray      # (n,) int64 index into image_ids
-    tile: np.ndarray       # (n,) int8
-    bmh: np.ndarray        # (n, 32) uint8
-    digest: np.ndarray     # (n, 2) uint64
-    solid: np.ndarray      # (n,) bool
-
-
-def read_tile_hashes(paths) -> TileHashes:
-    """image_id, tile, digest, bmh and solid of all shards' tile tables."""
-    table = read_parquets(paths, ["image_id", "tile", DIGEST, "bmh", "solid"], "tile table")
-    ids = pc.unique(table["image_id"]).sort()
-    image = pc.index_in(table["image_id"], value_set=ids).to_numpy().astype(np.int64)
-    source = f"tile tables ({len(paths)} shards)"
-    return TileHashes(
-        image_ids=np.asarray(ids.to_pylist(), dtype=object),
-        image=image,
-        tile=table["tile"].to_numpy().astype(np.int8),
-        bmh=fixed_binary(table["bmh"], HASH_BYTES, "bmh", source),
-        digest=fixed_binary(table[DIGEST], 16, DIGEST, source).view(np.uint64),
-        solid=table["solid"].to_numpy(zero_copy_only=False).astype(bool),
-    )
 
 
 def complexity(bmh: np.ndarray) -> np.ndarray:
@@ -287,9 +256,9 @@ def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_ca
             f"max_matches={max_matches}, place_votes={place_votes}")
 
 
-def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_complexity: int = 4,
-               strong_ratio: float = 0.25, bucket_cap: int = 64, repeat_cap: int = 512,
-               max_matches: int = 64, place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
+def candidates(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
+               bucket_cap: int, repeat_cap: int, max_matches: int, place_votes: int,
+               implied: bool) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,

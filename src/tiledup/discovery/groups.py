@@ -65,7 +65,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tiledup.discovery.candidates import read_tile_hashes
+from tiledup.tiles.table import read_tile_hashes
 from tiledup.discovery.lattice import Lattice
 from tiledup.dup_truth import read_truth
 from tiledup.grid import N_TILES, tag_offset
@@ -376,16 +376,15 @@ def placed(candidates: pd.DataFrame, place_votes: int) -> pd.DataFrame:
 
 def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_path, leaks_path,
                 candidates_path=None, verdicts_path=None, place_votes: int | None = None, *,
-                fractions: dict | None = None, seed: int = 0, split: dict | None = None) -> pd.DataFrame:
+                fractions: dict, seed: int, split: dict) -> pd.DataFrame:
     """The `groups` rule: overlaps.parquet + tile tables (+ candidates, a person's verdicts) ->
     groups.parquet, split.csv, conflicts.parquet and leaks.json.
 
     Keywords = the `groups` config block; split = {"by": "duplicates" | "place"} ("place" needs the
     candidates table and `candidates.place_votes`).
     """
-    fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
     check_fractions(fractions, "groups")
-    split_by = (split or {}).get("by", "duplicates")
+    split_by = split["by"]
     if split_by not in SPLIT_BY:
         raise TiledupError(f"groups.split.by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
     if split_by == "place" and not (candidates_path and place_votes):

@@ -29,6 +29,7 @@ from itertools import combinations
 import numpy as np
 
 from tiledup.run.progress import Progress
+from tiledup.tiles.hamming import as_words, hamming
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +49,6 @@ class Matches:
     skipped_buckets: int  # keys shared by more than bucket_cap codes (summed over tables)
     crowded: np.ndarray  # (n,) bool: the code shares some key with more than bucket_cap codes
     seconds: float
-
-
-def as_words(codes: np.ndarray) -> np.ndarray:
-    """(n, bytes) uint8 codes -> (n, ceil(bytes / 8)) uint64, zero-padded."""
-    codes = np.ascontiguousarray(codes, np.uint8)
-    pad = (-codes.shape[1]) % 8
-    if pad:
-        codes = np.hstack([codes, np.zeros((len(codes), pad), np.uint8)])
-    return codes.view(np.uint64)
-
-
-def hamming(words_a: np.ndarray, words_b: np.ndarray) -> np.ndarray:
-    """Row-wise Hamming distance of two (n, w) uint64 arrays -> (n,) int32."""
-    return np.bitwise_count(words_a ^ words_b).sum(axis=1, dtype=np.int32)
 
 
 def blocks(codes: np.ndarray, m: int) -> np.ndarray:

@@ -71,8 +71,7 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
-           batch_size: int = 64, device: str = "auto", dupnet_threshold: float = 0.5,
-           chunk: int = 500, evidence: dict | None = None) -> pd.DataFrame:
+           batch_size: int, device: str, dupnet_threshold: float, chunk: int, evidence: dict) -> pd.DataFrame:
     """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt.
 
     Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation).

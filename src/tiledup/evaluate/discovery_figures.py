@@ -146,7 +146,7 @@ def split_leaks(truth: pd.DataFrame, split: pd.DataFrame) -> dict:
 
 
 def discovery_metrics(truth: pd.DataFrame | None, candidates_path, overlaps_path, groups_path, conflicts_path,
-                      layout_path=None, split_path=None, truth_complete: bool = True) -> dict:
+                      layout_path=None, split_path=None, *, truth_complete: bool) -> dict:
     """Discovery figures for metrics.json; counts (and the split's decided-duplicate leaks) only when there is
     no truth."""
     candidates = read_table(candidates_path, ["img1", "img2", "tag", "how"], "candidates table").to_pandas()

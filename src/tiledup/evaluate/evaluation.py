@@ -82,7 +82,7 @@ def score_val_pairs(val: pd.DataFrame, cache: ChipCache, model, batch_size: int,
 
 
 def validation_scores(val_path, accepted, cache, model, batch_size, val_pairs, val_seed, val_augment,
-                      val_another_time=None, val_repeats: int = 1):
+                      val_another_time, val_repeats: int):
     """Up to `val_pairs` rows of the validation split (tiled images only), each drawn val_repeats times, scored."""
     val = read_table(val_path, ["image_id", "tile1", "tile2", "is_dup"], "validation split").to_pandas()
     val = val[val.image_id.isin(accepted)]
@@ -206,12 +206,10 @@ class Evaluation:
     groups_path: str | None
 
 def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, val_path, tiles_paths,
-             rejects_path, out_dir, layout_path=None, discovery_paths: dict | None = None,
-             batch_size: int = 64, device: str = "auto",
-             dupnet_threshold=0.5, val_pairs: int = 2000, val_seed: int = 0,
-             val_augment: dict | None = None, val_another_time: dict | None = None, val_repeats: int = 4,
-             tree_depth: int = 4, tree_min_leaf: int = 10, evidence: dict | None = None,
-             verdicts_path=None, truth_complete: bool = False, list_cap: int = 50) -> Evaluation:
+             rejects_path, out_dir, layout_path=None, discovery_paths: dict | None = None, *,
+             batch_size: int, device: str, dupnet_threshold, val_pairs: int, val_seed: int, val_augment: dict,
+             val_another_time: dict, val_repeats: int, tree_depth: int, tree_min_leaf: int,
+             evidence: dict, list_cap: int, truth_complete: bool, verdicts_path=None) -> Evaluation:
     """Score dup_truth (if any); write scores.parquet and metrics.json (the report is written from the result).
 
     truth_path is the dup_truth file as given (None: no truth); the `truth` rule has
@@ -319,7 +317,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     metrics["lists"] = {"cap": list_cap, "undecidable": "scores.parquet (decidable false)",
                         "rejects": str(rejects_path)}
     rejects["images"] = rejects["images"][:list_cap]
-    missed = metrics.get("discovery", {}).get("candidates", {}).get("missed")
+    found = metrics.get("discovery")
+    missed = (found.get("candidates") or {}).get("missed") if found else None
     if missed is not None:
         write_parquet(pa.Table.from_pylist(missed, schema=MISSED_SCHEMA), out_dir / "missed_candidates.parquet")
         metrics["discovery"]["candidates"].update(missed=missed[:list_cap], n_missed=len(missed))

@@ -33,28 +33,24 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from tiledup.run.config import defaults
 from tiledup.run.errors import TiledupError
 
-ANOTHER_TIME_DEFAULTS = {
-    "share": 0.3,  # share of non-duplicate rows turned into (tile, altered tile)
-    "region": 1.0,  # relative weights of the four kinds of change
-    "texture": 1.0,
-    "objects": 1.0,
-    "colour": 1.0,
-    "area": [0.05, 0.5],  # share of the tile a region / colour change covers (texture: area[0] .. 1)
-}
 KINDS = ("region", "texture", "objects", "colour")
 MIN_LEVELS, MIN_PIXELS, MAX_TRIES = 4, 64, 4
 
 
 def check_another_time(options: dict | None) -> dict:
-    """Config `train.another_time` merged over the defaults; unknown keys and bad values are errors."""
+    """Config `train.another_time` merged over its defaults (config/config.yaml); unknown keys and bad
+    values are errors. share: non-duplicate rows turned into (tile, altered tile); region, texture,
+    objects, colour: relative weights of the kinds of change; area: share of the tile a region /
+    colour change covers (texture: area[0] .. 1)."""
     options = options or {}
-    unknown = set(options) - set(ANOTHER_TIME_DEFAULTS)
+    known = defaults()["train"]["another_time"]
+    unknown = set(options) - set(known)
     if unknown:
-        raise TiledupError(f"train.another_time: unknown key(s) {sorted(unknown)}; "
-                           f"known: {sorted(ANOTHER_TIME_DEFAULTS)}")
-    a = {**ANOTHER_TIME_DEFAULTS, **options}
+        raise TiledupError(f"train.another_time: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    a = {**known, **options}
     if not 0 <= a["share"] <= 1:
         raise TiledupError(f"train.another_time.share {a['share']} must be within 0..1")
     if any(a[k] < 0 for k in KINDS) or not sum(a[k] for k in KINDS) > 0:
@@ -71,9 +67,8 @@ def changed_pixels(a: np.ndarray, b: np.ndarray, levels: int = MIN_LEVELS) -> in
     return int(np.count_nonzero(cv2.max(cv2.max(d[0], d[1]), d[2]) >= levels))
 
 
-def another_time(tile: np.ndarray, donor: np.ndarray, rng: np.random.Generator, *, region: float = 1.0,
-                 texture: float = 1.0, objects: float = 1.0, colour: float = 1.0, area=(0.05, 0.5),
-                 **_) -> np.ndarray:
+def another_time(tile: np.ndarray, donor: np.ndarray, rng: np.random.Generator, *, region: float,
+                 texture: float, objects: float, colour: float, area, **_) -> np.ndarray:
     """`tile` (H, W, 3 uint8) changed as another acquisition of the same place would be (module docstring)."""
     weights = np.array([region, texture, objects, colour], float)
     for _ in range(MAX_TRIES):

@@ -11,20 +11,8 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from tiledup.run.config import defaults
 from tiledup.run.errors import TiledupError
-
-# Augmentation defaults (config `train.augment`); ranges are +- maxima in GIMP units.
-AUGMENT_DEFAULTS = {
-    "jpeg_p": 0.5,  # per side: probability of a standalone JPEG re-encode
-    "jpeg_quality": [93, 97],  # inclusive range of the re-encode quality
-    "hls_p": 0.5,  # probability that one side (chosen at random) gets an HLS shift
-    "hue": 10,  # degrees
-    "lightness": 20,  # percent
-    "saturation": 20,  # percent
-    "hls_channels": 1,  # an HLS edit changes 1 to hls_channels of hue, lightness, saturation at once
-    "offset_p": 0.5,  # probability that one side gets a per-channel brightness offset
-    "offset": 8.0,  # standard deviation of that offset, in levels (0-255 scale)
-}
 
 _HUE_UNITS = 256 / 360  # OpenCV HLS_FULL hue units per degree
 
@@ -71,12 +59,13 @@ def dihedral(rgb: np.ndarray, k: int) -> np.ndarray:
 
 
 def check_augment(options: dict) -> dict:
-    """Config `train.augment` merged over the defaults; unknown keys and bad ranges are errors."""
-    unknown = set(options) - set(AUGMENT_DEFAULTS)
+    """Config `train.augment` merged over its defaults (config/config.yaml; ranges are +- maxima in GIMP
+    units); unknown keys and bad ranges are errors."""
+    known = defaults()["train"]["augment"]
+    unknown = set(options) - set(known)
     if unknown:
-        raise TiledupError(f"train.augment: unknown key(s) {sorted(unknown)}; "
-                           f"known: {sorted(AUGMENT_DEFAULTS)}")
-    a = {**AUGMENT_DEFAULTS, **options}
+        raise TiledupError(f"train.augment: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    a = {**known, **options}
     q = a["jpeg_quality"]
     if not (isinstance(q, (list, tuple)) and len(q) == 2 and 1 <= q[0] <= q[1] <= 100):
         raise TiledupError(f"train.augment.jpeg_quality {a['jpeg_quality']} must be [low, high] in 1..100")
@@ -101,7 +90,7 @@ def channel_offset(rgb: np.ndarray, offsets) -> np.ndarray:
 
 def augment_pair(t1: np.ndarray, t2: np.ndarray, rng: np.random.Generator, *, jpeg_p: float,
                  jpeg_quality, hls_p: float, hue: float, lightness: float, saturation: float,
-                 offset_p: float, offset: float, hls_channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                 offset_p: float, offset: float, hls_channels: int) -> tuple[np.ndarray, np.ndarray]:
     """Augment one tile pair (uint8 RGB, TILE x TILE x 3 each); the label is untouched by design.
 
     Photometric changes (offset, HLS, JPEG) hit each side independently, so the two

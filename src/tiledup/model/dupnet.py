@@ -28,14 +28,11 @@ from torch import nn
 
 from tiledup.run.errors import TiledupError
 
-# Model shape defaults (config `train.model`); a checkpoint carries its own copy.
-MODEL_DEFAULTS = {"width": 16, "depth": 3, "stem": 4, "max_width": 256, "normalize": "tile",
-                  "residual": True, "fine": 0}
 STAT_STEP = 4  # per-tile mean and std from every 4th row and column (4,096 values per 256 x 256 channel)
 CHUNK_VALUES = 1 << 20  # full-resolution float input made this many values (4 MB) at a time
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str) -> torch.device:
     """`auto` = CUDA, then Apple MPS, then CPU; anything else is passed to torch.device."""
     if device == "auto":
         if torch.cuda.is_available():
@@ -64,8 +61,9 @@ def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
 class DupNet(nn.Module):
     """Logit of P(same place, same time) for a 6-channel tile pair (N, 6, H, W), uint8 scale."""
 
-    def __init__(self, width: int = 16, depth: int = 3, stem: int = 4, max_width: int = 256,
-                 normalize: str = "tile", residual: bool = True, fine: int = 0):
+    def __init__(self, width: int, depth: int, stem: int, max_width: int, normalize: str, residual: bool,
+                 fine: int):
+        """The shape: config `train.model` (a checkpoint carries its own copy, `self.config`)."""
         super().__init__()
         if (width < 1 or depth < 0 or stem < 1 or max_width < width or normalize not in ("tile", "fixed")
                 or fine < 0):
@@ -145,7 +143,7 @@ def save_dupnet(model: DupNet, path: str | Path) -> None:
         torch.save(state, tmp)
 
 
-def load_dupnet(path: str | Path, device: str | torch.device = "auto") -> DupNet:
+def load_dupnet(path: str | Path, device: str | torch.device) -> DupNet:
     """Load a DupNet saved by training, in eval mode, on `device` (`auto` = best available)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -165,7 +163,7 @@ def load_dupnet(path: str | Path, device: str | torch.device = "auto") -> DupNet
 
 
 @torch.no_grad()
-def predict(model: DupNet, tiles1: np.ndarray, tiles2: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict(model: DupNet, tiles1: np.ndarray, tiles2: np.ndarray, batch_size: int) -> np.ndarray:
     """P(same place, same time) per pair: tiles uint8 (N, 256, 256, 3) RGB -> float32 (N,)."""
     tiles1, tiles2 = np.asarray(tiles1), np.asarray(tiles2)
     if tiles1.shape != tiles2.shape or tiles1.ndim != 4 or tiles1.shape[3] != 3:

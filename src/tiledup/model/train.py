@@ -49,8 +49,9 @@ from tiledup.model.augment import check_augment
 from tiledup.run.errors import TiledupError
 from tiledup.run.io import atomic_path, atomic_paths, write_json, write_text
 from tiledup.model.loader import TRAIN_STREAM, VAL_STREAM, PairDataset, as_input, check_images, make_loader, read_pairs
-from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet, _autocast, resolve_device, save_dupnet
+from tiledup.model.dupnet import DupNet, _autocast, resolve_device, save_dupnet
 from tiledup.model.pretrained import pretrained_start
+from tiledup.run.config import defaults
 from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -61,28 +62,28 @@ CHOICE = "choice.json"
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
 
-def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: int = 0,
-          device: str = "auto", epochs: int = 5, batch_size: int = 32, eval_batch_size: int = 64,
-          lr: float = 0.002, weight_decay: float = 0.0001, early_stop: int = 2,
-          plateau_patience: int = 1, plateau_factor: float = 0.5, min_lr: float = 1e-5,
-          model: dict | None = None, augment: dict | None = None,
-          another_time: dict | None = None, pretrained: str = "packaged", min_pairs_finetune: int = 2000,
+def train(train_path, val_path, images_dir, out_dir, workers: int, *, seed: int, device: str, epochs: int,
+          batch_size: int, eval_batch_size: int, lr: float, weight_decay: float, early_stop: int,
+          plateau_patience: int, plateau_factor: float, min_lr: float, model: dict, augment: dict,
+          another_time: dict, pretrained: str, min_pairs_finetune: int,
           record: ResumeLog | None = None) -> dict:
     """Train DupNet on the train table, select by the val table; returns the best epoch's history row
     (epoch 0 = the pretrained model, kept).
 
-    Keywords = the `train` config block; `workers` = DataLoader processes (and twice the model's CPU
-    threads); `record` = recorded_log's ResumeLog, told whether the run resumed. `pretrained`
-    (packaged, none or a dupnet.pt path) is the start; it is fine-tuned only from min_pairs_finetune
-    training pairs on, and kept unless a fine-tuned epoch reaches a lower validation loss. Which model
-    was kept and why goes to choice.json beside dupnet.pt.
+    Keywords = the `train` config block (nested blocks: keys left out take their defaults from
+    config/config.yaml); `workers` = DataLoader processes (and twice the model's CPU threads);
+    `record` = recorded_log's ResumeLog, told whether the run resumed. `pretrained` (packaged, none
+    or a dupnet.pt path) is the start; it is fine-tuned only from min_pairs_finetune training pairs
+    on, and kept unless a fine-tuned epoch reaches a lower validation loss. Which model was kept and
+    why goes to choice.json beside dupnet.pt.
     """
     out_dir = Path(out_dir)
-    unknown_model = set(model or {}) - set(MODEL_DEFAULTS)
+    known_model = defaults()["train"]["model"]
+    unknown_model = set(model) - set(known_model)
     if unknown_model:
-        raise TiledupError(f"train.model: unknown key(s) {sorted(unknown_model)}; known: {sorted(MODEL_DEFAULTS)}")
-    model_cfg = {**MODEL_DEFAULTS, **(model or {})}
-    augment_cfg = check_augment(augment or {})
+        raise TiledupError(f"train.model: unknown key(s) {sorted(unknown_model)}; known: {sorted(known_model)}")
+    model_cfg = {**known_model, **model}
+    augment_cfg = check_augment(augment)
     retime_cfg = check_another_time(another_time)
     for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
                             ("eval_batch_size", eval_batch_size, 1), ("early_stop", early_stop, 0),
@@ -110,7 +111,7 @@ def train(train_path, val_path, images_dir, out_dir, workers: int = 2, *, seed: 
     dev = resolve_device(device)
     # The loader workers (one process each) take about as much CPU per pair as the model: the model
     # gets half the cores. More threads than cores left over make PyTorch's threads spin-wait for
-    # each other: with 2 threads beside 2 workers on 2 cores an epoch took 4x as long (README).
+    # each other: with 2 threads beside 2 workers on 2 cores an epoch took 4x as long (docs/benchmarks.md).
     torch.set_num_threads(max(1, workers // 2))
     torch.backends.cudnn.benchmark = False  # cudnn autotuning picks kernels non-deterministically
     torch.backends.cudnn.deterministic = True

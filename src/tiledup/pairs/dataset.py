@@ -33,7 +33,6 @@ SPLITS = ("train", "val", "test")
 FILL_ORDER = ("val", "test", "train")  # small splits first, so they get a group each
 GROUP_BY = ("image", "scene")
 PAIR_COLUMNS = ("image_id", "tile1", "tile2", "is_dup", "bmh_sim")
-DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 def check_fractions(fractions, block: str) -> None:
@@ -55,11 +54,11 @@ def check_sample_config(sample: dict, has_layout: bool | None = None) -> None:
 
     `has_layout=False` (your own images, no demo layout) also rejects group_by: scene.
     """
-    check_fractions(sample.get("fractions", DEFAULT_FRACTIONS), "sample")
-    n = sample.get("pairs", 1)
+    check_fractions(sample["fractions"], "sample")
+    n = sample["pairs"]
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise TiledupError(f"sample.pairs must be a positive integer, got {n!r}")
-    group_by = sample.get("group_by", "image")
+    group_by = sample["group_by"]
     if group_by not in GROUP_BY:
         raise TiledupError(f"sample.group_by must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
     if group_by == "scene" and has_layout is False:
@@ -67,9 +66,8 @@ def check_sample_config(sample: dict, has_layout: bool | None = None) -> None:
                            "own images); use group_by: image")
 
 
-def build_dataset(pairs_paths, layout_path, out_dir, *, pairs: int = 3000, seed: int = 0,
-                  balance: bool = True, group_by: str = "image", fractions: dict | None = None,
-                  **unknown) -> dict:
+def build_dataset(pairs_paths, layout_path, out_dir, *, pairs: int, seed: int, balance: bool, group_by: str,
+                  fractions: dict, **unknown) -> dict:
     """Write {train,val,test}.parquet and counts.json to `out_dir`; return the counts.
 
     Keywords = the `sample` config block; `layout_path` is the demo layout or None.
@@ -79,7 +77,7 @@ def build_dataset(pairs_paths, layout_path, out_dir, *, pairs: int = 3000, seed:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or not isinstance(balance, bool):
         raise TiledupError(f"sample.seed must be an integer >= 0 and sample.balance true or false, "
                            f"got {seed!r} and {balance!r}")
-    fractions = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
+    fractions = dict(fractions)
     check_sample_config(dict(pairs=pairs, group_by=group_by, fractions=fractions),
                         has_layout=layout_path is not None)
     table = read_pairs(pairs_paths)

@@ -44,6 +44,8 @@ import pyarrow as pa
 from tiledup.run.errors import TiledupError
 from tiledup.grid import N_TILES
 from tiledup.run.io import fixed_binary, read_table, write_parquet
+from tiledup.tiles.hamming import hamming
+from tiledup.tiles.table import BINARY_COLUMNS, DIGEST, columns, width
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,11 @@ PAIR_SCHEMA = pa.schema([
 ])
 
 # Tile-table columns this stage reads, with the fixed binary widths of the contract.
-TILE_COLUMNS = ["image_id", "tile", "xxh3_128", "bmh", "bmh96", "solid", "dominant", "dominant_share"]
-BINARY_WIDTH = {"xxh3_128": 16, "bmh": 32, "bmh96": 96, "dominant": 3}
+TILE_COLUMNS = columns("image_id", "tile", DIGEST, "bmh", "bmh96", "solid", "dominant", "dominant_share")
 
 
-def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup: float = 1.0,
-               min_bmh_sim: float = 0.0, near_solid_share: float = 0.97,
-               near_solid_tol: int = 2, **unknown) -> pa.Table:
+def pair_shard(tiles_path, pairs_path, *, balance: str, nondup_per_dup: float, min_bmh_sim: float,
+               near_solid_share: float, near_solid_tol: int, **unknown) -> pa.Table:
     """Read one shard's tile table, build its pairs, write them atomically to `pairs_path`.
 
     Keywords = the `pairs` config block.
@@ -86,9 +86,8 @@ def pair_shard(tiles_path, pairs_path, *, balance: str = "rank", nondup_per_dup:
     return pairs
 
 
-def make_pairs(tiles: pa.Table, *, source: str = "<table>", balance: str = "rank",
-               nondup_per_dup: float = 1.0, min_bmh_sim: float = 0.0,
-               near_solid_share: float = 0.97, near_solid_tol: int = 2) -> tuple[pa.Table, dict]:
+def make_pairs(tiles: pa.Table, *, source: str = "<table>", balance: str, nondup_per_dup: float,
+               min_bmh_sim: float, near_solid_share: float, near_solid_tol: int) -> tuple[pa.Table, dict]:
     """Pair table (PAIR_SCHEMA, sorted by image then (tile1, tile2)) and counts of what was dropped."""
     if balance not in BALANCE_RULES:
         raise TiledupError(f"pairs.balance must be one of {', '.join(BALANCE_RULES)}, got {balance!r}")
@@ -147,17 +146,12 @@ def _hamming(words: np.ndarray) -> np.ndarray:
     """(n, 9, w) uint64 hashes -> (n, 45) int16 Hamming distances of the canonical candidates.
 
     Tile i against the slice of tiles i..8 (in canonical order) avoids gathering
-    copies, and summing the few words by hand beats a reduction over a short axis:
-    together about twice as fast as fancy indexing with TILE1, TILE2.
+    copies: about twice as fast as fancy indexing with TILE1, TILE2.
     """
     out = np.empty((len(words), IS_DUP.size), np.int16)
     k = 0
     for i in range(N_TILES):
-        bits = np.bitwise_count(words[:, i, None] ^ words[:, i:])
-        total = bits[..., 0].astype(np.int16)
-        for w in range(1, bits.shape[-1]):
-            total += bits[..., w]
-        out[:, k:k + N_TILES - i] = total
+        out[:, k:k + N_TILES - i] = hamming(words[:, i, None], words[:, i:], np.int16)
         k += N_TILES - i
     return out
 
@@ -197,8 +191,8 @@ def _tile_arrays(tiles: pa.Table, source: str) -> tuple[pa.Array, dict[str, np.n
             raise TiledupError(f"{source}: expected {N_TILES} rows (tiles 0-{N_TILES - 1}) per image; "
                                f"{_bad_images(tiles)}")
     n = tiles.num_rows // N_TILES
-    binary = {name: fixed_binary(tiles[name], width, name, source).reshape(n, N_TILES, width)
-              for name, width in BINARY_WIDTH.items()}
+    binary = {name: fixed_binary(tiles[name], width(name), name, source).reshape(n, N_TILES, width(name))
+              for name in BINARY_COLUMNS if name in TILE_COLUMNS}
     arrays = {
         "xxh3_128": binary["xxh3_128"].view(np.uint64),
         "bmh": binary["bmh"].view(np.uint64),

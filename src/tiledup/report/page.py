@@ -38,16 +38,17 @@ class ReportData:
     images_dir: Path
     out_dir: Path
     errors: pd.DataFrame  # DupNet's errors among the decidable overlaps, most confident first
+    # the `evaluate` block's report settings (config/config.yaml)
+    gallery_errors: int
+    gallery_correct: int
+    gallery_duplicates: int
+    list_cap: int
+    thumb: int
+    mosaics: int
+    mosaic_tile: int
+    seed: int
     roc: bytes = b""
     pr: bytes = b""
-    gallery_errors: int = 60
-    gallery_correct: int = 12
-    gallery_duplicates: int = 40
-    list_cap: int = 50
-    thumb: int = 128
-    mosaics: int = 6
-    mosaic_tile: int = 64
-    seed: int = 0
     found_paths: dict = field(default_factory=dict)
 
     @property
@@ -106,9 +107,8 @@ def write_bytes(data: bytes, path) -> None:
         tmp.write_bytes(data)
 
 
-def evaluate_and_report(*, gallery_errors: int = 60, gallery_correct: int = 12, gallery_duplicates: int = 40,
-                        thumb: int = 128, mosaics: int = 6, mosaic_tile: int = 64,
-                        exports: dict | None = None, **evaluate_args) -> dict:
+def evaluate_and_report(*, gallery_errors: int, gallery_correct: int, gallery_duplicates: int, thumb: int,
+                        mosaics: int, mosaic_tile: int, exports: dict | None = None, **evaluate_args) -> dict:
     """The `evaluate` rule: tiledup.evaluate.evaluation.evaluate, then the report from its result.
 
     Keywords = the `evaluate` config block: the report's own (galleries, thumbnails, mosaics of the
@@ -121,8 +121,8 @@ def evaluate_and_report(*, gallery_errors: int = 60, gallery_correct: int = 12, 
                     "conflicts": discovery["conflicts_path"], **(exports or {})} if discovery else {})
     write_report(result.scored, result.metrics, evaluate_args["images_dir"], evaluate_args["out_dir"],
                  found_paths=found_paths, gallery_errors=gallery_errors, gallery_correct=gallery_correct,
-                 gallery_duplicates=gallery_duplicates, list_cap=evaluate_args.get("list_cap", 50), thumb=thumb,
-                 mosaics=mosaics, mosaic_tile=mosaic_tile, seed=evaluate_args.get("val_seed", 0))
+                 gallery_duplicates=gallery_duplicates, list_cap=evaluate_args["list_cap"], thumb=thumb,
+                 mosaics=mosaics, mosaic_tile=mosaic_tile, seed=evaluate_args["val_seed"])
     return result.metrics
 
 

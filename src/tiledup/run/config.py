@@ -6,11 +6,19 @@ types and ranges. snakemake.utils.validate prints the whole failing schema
 path (`train.model.widht`), what is allowed there (the block's keys, the type,
 the range or the choices) and the value given, and unknown keys get the closest
 known key as a suggestion.
+
+config/config.yaml is the one home of every default value: `defaults()` reads it
+(shipped inside the package as run/config.yaml, a link to that file), and the
+`tiledup` commands fill the keys a block leaves out from it, as Snakemake does.
+Library functions state no defaults of their own (tests/test_defaults.py).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -28,6 +36,48 @@ class ConfigError(TiledupError):
     """The config breaks the schema; the message lists each mistake on its own line."""
 
 
+def defaults() -> dict:
+    """The default config: config/config.yaml (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_packaged("config.yaml"))
+
+
+def packaged_schema() -> dict:
+    """workflow/schemas/config.schema.yaml as shipped with the package."""
+    return copy.deepcopy(_packaged("config.schema.yaml"))
+
+
+@functools.cache
+def _packaged(name: str) -> dict:
+    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text())
+
+
+def merged(base: dict, update: dict) -> dict:
+    """`update` merged into a copy of `base`, nested blocks key by key (Snakemake's --configfile rule)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config(path) -> dict:
+    """A config file merged over the defaults and checked against the schema (as the workflow reads it)."""
+    try:
+        with open(path) as f:
+            given = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"config file {path} must hold a block of keys, not {type(given).__name__}")
+    config = merged(defaults(), given)
+    raise_errors(config_errors(config, packaged_schema()), f"invalid config file {path}")
+    return config
+
+
 def load_schema(path) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)
@@ -42,13 +92,17 @@ def config_errors(config: dict, schema: dict) -> list[str]:
 
 def check_config(config: dict, schema_path) -> None:
     """Raise ConfigError listing every mistake (at most MAX_ERRORS lines) if `config` breaks the schema."""
-    lines = config_errors(config, load_schema(schema_path))
+    raise_errors(config_errors(config, load_schema(schema_path)), "invalid config")
+
+
+def raise_errors(lines: list[str], what: str) -> None:
+    """ConfigError listing the lines (at most MAX_ERRORS), if there are any."""
     if not lines:
         return
     shown = lines[:MAX_ERRORS]
     if len(lines) > MAX_ERRORS:
         shown.append(f"... and {len(lines) - MAX_ERRORS} more")
-    raise ConfigError("invalid config (every key is explained in config/README.md):\n"
+    raise ConfigError(f"{what} (every key is explained in config/README.md):\n"
                       + "\n".join(f"  - {line}" for line in shown))
 
 

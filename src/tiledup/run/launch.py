@@ -66,7 +66,7 @@ def parse_sets(sets: list[str]) -> dict:
     return out
 
 
-def prepare(images, out, truth="", sets=(), force=False) -> Path:
+def prepare(images, out, truth=None, sets=(), force=False) -> Path:
     """Check the folders, refuse another folder's run (unless force), write DIR/run.yaml; return it."""
     images, out = Path(images).resolve(), Path(out).resolve()
     if not images.is_dir():
@@ -134,7 +134,7 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
     return rc
 
 
-def run(images, out="results", truth="", cores="all", profile=None, sets=(), force=False, extra=(),
+def run(images, out, truth=None, cores="all", profile=None, sets=(), force=False, extra=(),
         resume=()) -> int:
     """The `tiledup run` command; returns Snakemake's exit code (128 + signal when stopped).
 

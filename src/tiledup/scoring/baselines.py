@@ -19,7 +19,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from tiledup.tiles.hashing import HASH_BYTES, block_mean_hash
+from tiledup.tiles.hamming import as_words, hamming
+from tiledup.tiles.hashing import block_mean_hash
+from tiledup.tiles.table import HASH_BYTES
 
 METHODS = ("bmh", "bmh96", "phash", "dhash", "colorhash", "pixel_eq", "pixel_mad")
 HASHES = ("phash", "dhash", "colorhash")  # computed here from decoded tiles
@@ -53,9 +55,10 @@ def tile_hashes(tiles: np.ndarray) -> dict[str, np.ndarray]:
 
 def hamming_sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 - normalised Hamming distance per row; rows are packed bytes (uint8) or bits (bool)."""
-    if a.dtype == np.uint8:
-        a, b = np.unpackbits(a, axis=1), np.unpackbits(b, axis=1)
-    return (1.0 - (a != b).mean(axis=1)).astype(np.float32)
+    bits = a.shape[1] if a.dtype == bool else 8 * a.shape[1]
+    if a.dtype == bool:
+        a, b = np.packbits(a, axis=1), np.packbits(b, axis=1)  # zero padding: equal on both sides
+    return (1.0 - hamming(as_words(a), as_words(b)) / bits).astype(np.float32)
 
 
 def pixel_scores(tiles1: np.ndarray, tiles2: np.ndarray) -> dict[str, np.ndarray]:

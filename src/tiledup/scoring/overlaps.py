@@ -7,8 +7,7 @@ them with DupNet and the baselines, and taking the minimum. An overlap is a
 duplicate only if every tile pair is, so its score is the minimum over its
 evidence pairs, for every method (all are similarities).
 
-The evidence rule, the same for every method (`EVIDENCE_DEFAULTS`, config
-`evidence`):
+The evidence rule, the same for every method (config `evidence`):
 
 - both tiles textured: evidence, scored by each method;
 - both solid, colours more than `colour_levels` apart in some channel:
@@ -45,9 +44,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tiledup.scoring import baselines
+from tiledup.run.config import defaults
 from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID, tag_tile_pairs
 from tiledup.tiles.decode import RejectedImage, cut_tiles, read_chip
+from tiledup.tiles.table import columns
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ChipCache:
 class PairScorer:
     """Collects tile pairs and scores them in batches with DupNet and every baseline."""
 
-    def __init__(self, model, batch_size: int = 64, progress=None):
+    def __init__(self, model, batch_size: int, progress=None):
         self.model, self.batch_size, self.progress = model, batch_size, progress
         self.buf: list[tuple] = []
         self.scores: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
@@ -144,22 +145,13 @@ NOT_DUP = "not_dup"  # evidence of "not duplicate": every method scores it 0
 SOLID = "solid"  # a solid side: settled by solid_evidence on the pixels (score_pairs)
 PAIR_COLUMNS = ("overlap", "img1", "tile1", "img2", "tile2", "evidence", "informative")
 
-EVIDENCE_DEFAULTS = {
-    "colour_levels": 40,  # solid colours further apart than this (some channel) differ
-    "clip_levels": 16,  # largest per-channel offset that clipping may hide, in levels
-    "flat_levels": 6,  # a mid-tone channel within this of its own median holds no texture
-    "noise_levels": 3,  # the solid side counts as flat within this of its colour
-    "min_pixels": 8,  # unexplained pixels that make a pair with a solid side "not duplicate"
-}
-
-
 def check_evidence(options: dict | None) -> dict:
-    """Config `evidence` merged over EVIDENCE_DEFAULTS; unknown keys and bad values are errors."""
-    options = options or {}
-    unknown = set(options) - set(EVIDENCE_DEFAULTS)
+    """Config `evidence` merged over its defaults (config/config.yaml); unknown keys and bad values are errors."""
+    known = defaults()["evidence"]
+    unknown = set(options or {}) - set(known)
     if unknown:
-        raise TiledupError(f"evidence: unknown key(s) {sorted(unknown)}; known: {sorted(EVIDENCE_DEFAULTS)}")
-    e = {**EVIDENCE_DEFAULTS, **options}
+        raise TiledupError(f"evidence: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    e = {**known, **(options or {})}
     for key in ("colour_levels", "clip_levels", "flat_levels", "noise_levels"):
         if not 0 <= e[key] <= 255:
             raise TiledupError(f"evidence.{key} {e[key]} must be within 0..255")
@@ -174,16 +166,14 @@ def tile_colour(tile: np.ndarray) -> np.ndarray:
     return np.median(tile[::4, ::4].reshape(-1, 3), axis=0).astype(np.uint8)
 
 
-def colours_differ(colour1, colour2, colour_levels: float = EVIDENCE_DEFAULTS["colour_levels"]) -> bool:
+def colours_differ(colour1, colour2, colour_levels: float) -> bool:
     """Two solid colours more than colour_levels apart in some channel."""
     return bool(np.abs(np.asarray(colour1, np.int16) - np.asarray(colour2, np.int16)).max() > colour_levels)
 
 
 def unexplained_pixels(solid_tile: np.ndarray, colour, other: np.ndarray, *,
-                       colour_levels: float = EVIDENCE_DEFAULTS["colour_levels"],
-                       clip_levels: float = EVIDENCE_DEFAULTS["clip_levels"],
-                       flat_levels: float = EVIDENCE_DEFAULTS["flat_levels"],
-                       noise_levels: float = EVIDENCE_DEFAULTS["noise_levels"], **_) -> int:
+                       colour_levels: float, clip_levels: float, flat_levels: float, noise_levels: float,
+                       **_) -> int:
     """Pixels of `other` that separate radiometric processing cannot turn into the flat solid tile.
 
     A pixel counts when `solid_tile` is flat there (within noise_levels of `colour`, 2 px
@@ -213,9 +203,10 @@ def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: b
                    colour1=None, colour2=None, **evidence) -> str:
     """Evidence of a tile pair with at least one solid side: NOT_DUP or NO_EVIDENCE (module docstring).
 
-    colour1/2: the solid sides' colours (tile table `dominant`), else taken from the pixels.
+    colour1/2: the solid sides' colours (tile table `dominant`), else taken from the pixels;
+    evidence: the whole `evidence` config block (check_evidence).
     """
-    e = {**EVIDENCE_DEFAULTS, **evidence}
+    e = evidence
     if not (solid1 or solid2):
         raise ValueError("solid_evidence needs a solid side")
     c1 = tile_colour(tile1) if colour1 is None else colour1
@@ -230,8 +221,7 @@ def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: b
     return NOT_DUP if n >= e["min_pixels"] else NO_EVIDENCE
 
 
-def expand(overlaps: pd.DataFrame, solid: dict, dominant: dict | None = None,
-           colour_levels: float = EVIDENCE_DEFAULTS["colour_levels"]) -> pd.DataFrame:
+def expand(overlaps: pd.DataFrame, solid: dict, dominant: dict | None, colour_levels: float) -> pd.DataFrame:
     """One row per tile pair of every overlap: overlap (row index), img1, tile1, img2, tile2, evidence, informative.
 
     evidence is TEXTURE (both sides textured), NOT_DUP (two solid tiles of clearly different
@@ -255,6 +245,10 @@ def expand(overlaps: pd.DataFrame, solid: dict, dominant: dict | None = None,
 
 def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
     """Pairs grouped by connected group of images, so chips are released soon after their group is done."""
+    # Grouped under a union-find's root names, not scipy's connected-component labels: this order
+    # fixes DupNet's batches, and another batch can change a score in its last bits (with
+    # connected_components one score of the default demo's verify moved from 6.9963545e-07 to
+    # 6.9963613e-07), so the order is part of the reproducible output.
     parent: dict[str, str] = {}
 
     def root(x):
@@ -270,12 +264,12 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
-                batch_size: int, evidence: dict | None = None, progress=None) -> pd.DataFrame:
+                batch_size: int, evidence: dict, progress=None) -> pd.DataFrame:
     """Settle and score the tile pairs; returns the rows of `pairs` that are evidence, one column per method.
 
     TEXTURE rows are scored by DupNet and every baseline; NOT_DUP rows score 0 for every
     method; SOLID rows become NOT_DUP or are dropped (no evidence) by solid_evidence
-    (`evidence` options over EVIDENCE_DEFAULTS). The result's `evidence` column says which.
+    (the `evidence` config block). The result's `evidence` column says which.
     tiles_table[(image, tile)] holds bmh, bmh96, solid and, when known, dominant.
     `progress` (a tiledup.run.progress.Progress) counts the scored tile pairs.
     """
@@ -331,7 +325,7 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     return out
 
 
-TILE_COLUMNS = ["image_id", "tile", "bmh", "bmh96", "solid", "dominant"]  # what tile_lookup needs
+TILE_COLUMNS = columns("image_id", "tile", "bmh", "bmh96", "solid", "dominant")  # what tile_lookup needs
 
 
 def tile_lookup(tiles: pa.Table, image_ids) -> dict:
@@ -344,7 +338,7 @@ def tile_lookup(tiles: pa.Table, image_ids) -> dict:
 
 
 def score_overlaps(overlaps: pd.DataFrame, tiles_table: dict, cache: ChipCache, model, batch_size: int,
-                   evidence: dict | None = None, progress: str | None = None,
+                   evidence: dict, progress: str | None = None,
                    combine=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
     decidable and one score per method; their evidence tile pairs).

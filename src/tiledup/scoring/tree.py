@@ -20,7 +20,7 @@ NAME = "tree"
 FEATURES = baselines.METHODS  # the per-tile-pair similarity of every baseline
 
 
-def fit_tree(val_scores: pd.DataFrame, *, depth: int = 4, min_leaf: int = 10, seed: int = 0) -> DecisionTreeClassifier:
+def fit_tree(val_scores: pd.DataFrame, *, depth: int, min_leaf: int, seed: int) -> DecisionTreeClassifier:
     """A depth-limited tree on the validation pairs' baseline scores (columns FEATURES, label is_dup)."""
     tree = DecisionTreeClassifier(max_depth=depth, min_samples_leaf=min_leaf, random_state=seed)
     return tree.fit(val_scores[list(FEATURES)].to_numpy(np.float64), val_scores.is_dup.to_numpy(bool))

@@ -38,8 +38,6 @@ from tiledup.tiles import kernels
 from tiledup.grid import N_TILES, TILE
 
 BLOCK = 16  # BlockMeanHash mode 0: 16 x 16 blocks of 16 x 16 pixels on a 256 x 256 tile
-BLOCKS = TILE // BLOCK
-HASH_BYTES = BLOCKS * BLOCKS // 8  # 32
 MEDIAN_STRIDE = 4  # the dominant colour is the median of every 4th row and column
 
 
@@ -64,8 +62,8 @@ def block_mean_hash(tile_rgb: np.ndarray) -> bytes:
     return kernels.block_mean_hashes(tile, BLOCK)[0].tobytes()
 
 
-def hash_tiles(tiles: np.ndarray, *, noise_levels: int = 3, solid_share: float = 0.99,
-               outlier_levels: int = 24, solid_outliers: float = 0.0005) -> dict[str, np.ndarray]:
+def hash_tiles(tiles: np.ndarray, *, noise_levels: int, solid_share: float, outlier_levels: int,
+               solid_outliers: float) -> dict[str, np.ndarray]:
     """All per-tile columns of the tile table except image_id and tile.
 
     tiles: a chip's C-contiguous (9, 256, 256, 3) RGB uint8 tiles (images.cut_tiles).

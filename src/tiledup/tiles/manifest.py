@@ -50,8 +50,8 @@ def list_images(images_dir: str | os.PathLike) -> list[str]:
     return sorted(ids)
 
 
-def write_manifest(images_dir, shards: int, manifest_path, lists_dir, truth_path=None,
-                   on_bad_truth: str = "error") -> pa.Table:
+def write_manifest(images_dir, shards: int, manifest_path, lists_dir, truth_path=None, *,
+                   on_bad_truth: str) -> pa.Table:
     """Write the manifest Parquet (image_id, shard) and one `<shard>.txt` list per shard in lists_dir.
 
     With a dup_truth file, first check that its lines are well formed and name only

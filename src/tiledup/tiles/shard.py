@@ -2,7 +2,7 @@
 
 Tile table, 9 rows per accepted image, sorted by (image_id, tile): image_id,
 tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
-dominant, dominant_share (see hashing.py and TILE_SCHEMA). Rejects table:
+dominant, dominant_share (see hashing.py and tiledup.tiles.table). Rejects table:
 image_id, reason, one row per image that could not be tiled (possibly none).
 """
 
@@ -20,34 +20,16 @@ import pyarrow as pa
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import CHIP, N_TILES, TILE
-from tiledup.tiles.hashing import HASH_BYTES, hash_tiles
+from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import RejectedImage, cut_tiles, decode_chip, read_bytes
 from tiledup.run.io import write_parquet
 from tiledup.tiles.manifest import read_list
+from tiledup.tiles.table import BINARY_COLUMNS, TILE_SCHEMA
 from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
 
-# The tile table's pixel-digest column: XXH3-128 of the tile's RGB bytes, row-major H x W x 3.
-DIGEST = "xxh3_128"
-
-TILE_SCHEMA = pa.schema([
-    ("image_id", pa.string()),
-    ("tile", pa.int8()),
-    (DIGEST, pa.binary(16)),
-    ("bmh", pa.binary(HASH_BYTES)),
-    ("bmh96", pa.binary(3 * HASH_BYTES)),
-    ("solid", pa.bool_()),
-    ("r_mean", pa.float32()),
-    ("g_mean", pa.float32()),
-    ("b_mean", pa.float32()),
-    ("grey_std", pa.float32()),
-    ("entropy", pa.float32()),
-    ("dominant", pa.binary(3)),
-    ("dominant_share", pa.float32()),
-])
 REJECT_SCHEMA = pa.schema([("image_id", pa.string()), ("reason", pa.string())])
-BINARY_COLUMNS = (DIGEST, "bmh", "bmh96", "dominant")
 
 
 # Per-thread chip and tile buffers, reused from chip to chip: two fresh 1.8 MB arrays
@@ -102,9 +84,8 @@ def tiles_table(image_ids: list[str], columns: dict[str, np.ndarray]) -> pa.Tabl
     return pa.table(arrays, schema=TILE_SCHEMA)
 
 
-def tile_shard(images_dir, list_path, tiles_path, rejects_path, *, noise_levels: int = 3,
-               solid_share: float = 0.99, outlier_levels: int = 24, solid_outliers: float = 0.0005,
-               workers: int = 1) -> tuple[pa.Table, pa.Table]:
+def tile_shard(images_dir, list_path, tiles_path, rejects_path, *, noise_levels: int, solid_share: float,
+               outlier_levels: int, solid_outliers: float, workers: int) -> tuple[pa.Table, pa.Table]:
     """Tile and hash every image of one shard list; write the tile and rejects tables."""
     if not (0 <= noise_levels <= outlier_levels <= 255 and 0.0 < solid_share <= 1.0
             and 0.0 <= solid_outliers < 1.0 and workers >= 1):
