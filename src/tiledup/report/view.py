@@ -61,8 +61,8 @@ def load_found(data) -> dict | None:
     overlaps = read_table(paths["overlaps"], ["img1", "img2", "tag", "score", "is_dup", "n_tile_pairs",
                                               "n_informative"], "overlaps table").to_pandas()
     groups = read_table(paths["groups"], ["image_id", "group", "row", "col", "n_images"], "groups table").to_pandas()
-    conflicts = read_table(paths["conflicts"], ["kind", "img1", "img2", "tag", "score", "involved"],
-                           "conflicts table").to_pandas()
+    conflicts = read_table(paths["conflicts"], ["kind", "img1", "img2", "tag", "score", "is_dup", "verdict",
+                                                "group1", "group2"], "conflicts table").to_pandas()
     split = pd.read_csv(paths["split"], dtype={"image_id": str, "split": str})
     leaks_file = Path(paths["groups"]).with_name("leaks.json")
     return {"overlaps": overlaps, "groups": groups, "conflicts": conflicts, "split": split,
@@ -106,13 +106,14 @@ def summary(data, f: dict | None) -> dict:
         leaks = c["leaks"]
         check = ("leak check: no found duplicate crosses two splits" if not leaks["overlaps"] else
                  f"leak check: {leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} "
-                 "chips), where conflicts were cut")
+                 "chips)")
         if f["leaks_file"]:
             check += "; leaks.json: " + ", ".join(f"{k} {v}" for k, v in f["leaks_file"].items()
                                                   if not isinstance(v, (dict, list)))
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
         kinds = ", ".join(f"{k}: {v:,}" for k, v in c["conflicts_by_kind"].items())
-        items.append({"label": "Conflicts", "text": f"{c['conflicts']:,} duplicate decisions cut from the groups"
+        items.append({"label": "Conflicts", "text": f"{c['conflicts']:,} decided overlaps the mosaic groups overrule (the split still keeps "
+                      "every decided duplicate's chips together)"
                       + (f" ({kinds})" if kinds else ""), "links": [{"href": "#conflicts", "text": "list"}]})
         items.append({"label": "Undecidable", "text": f"{c['undecidable']:,} candidate overlaps with no tile pair "
                       "that is evidence either way (e.g. cloud or no-data on both sides): not decided",
@@ -199,8 +200,9 @@ def groups_section(data, f) -> dict:
 def conflicts_section(data, f) -> dict:
     conflicts = f["conflicts"]
     rows = [{"kind": r.kind, "img1": r.img1, "img2": r.img2, "tag": r.tag, "score": _f(r.score, 3),
-             "involved": "; ".join(f"{o['img1']} {o['img2']} {o['tag']} {'dup' if o['is_dup'] else 'not dup'}"
-                                   for o in r.involved)}
+             "decided": "duplicate" if r.is_dup else "not duplicate",
+             "by": "a person's verdict" if r.verdict else "verify",
+             "groups": f"{r.group1} / {r.group2}"}
             for r in conflicts.head(data.list_cap).itertuples()]
     return {"id": "conflicts", "title": f"Conflicts ({len(conflicts):,})", "template": "conflicts.html.j2",
             "rows": rows, "total": len(conflicts), "link": link(data, data.found_paths["conflicts"])}
