@@ -239,7 +239,8 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     def run(name, rows, matches):
         found.append((rows[matches.i], rows[matches.j], matches.distance))
         stats[name] = {"tiles": int(len(rows)), "tables": matches.tables, "collisions": matches.collisions,
-                       "skipped_buckets": matches.skipped_buckets, "matches": int(len(matches.i)),
+                       "skipped_buckets": matches.skipped_buckets, "deferred": matches.deferred,
+                       "matches": int(len(matches.i)),
                        "seconds": round(matches.seconds, 1)}
 
     # a hash that more than repeat_cap tiles share exactly is common: left out of both searches

@@ -12,11 +12,15 @@ verified collisions, so it grows with the radius; keys of two blocks
 
 A key shared by more than `bucket_cap` codes (a hash many tiles have: flat
 gradients, repeated texture) is skipped rather than expanded into all its
-pairs. A pair is reported only by the first blocks it agrees on, so a pair whose
-first key is such a crowded one is dropped too, even if later blocks agree: the
-codes are common, and searching them further (measured on the default demo)
-doubles the candidates, places chips on the lattice worse and lowers the
-candidate recall (99.72 % -> 99.50 %). `Matches.crowded` marks those codes.
+pairs. A pair whose first agreeing blocks key such a crowded bucket is then
+reported by the first later table that keys it to a bucket under the cap, once:
+each code remembers which tables crowded it (one bit per table), and a pair is
+reported by table t when t keys it to an uncrowded bucket and every earlier
+table that also keys the pair together crowded it. So no pair is lost because
+its first key is crowded; only a pair every one of whose agreeing keys is
+crowded is not searched (both codes then share all those keys with more than
+`bucket_cap` others). `Matches.deferred` counts the pairs found that way,
+`Matches.crowded` marks the codes some table crowded.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Matches:
     collisions: int  # pairs that shared a key (verified, before the radius check and dedup)
     skipped_buckets: int  # keys shared by more than bucket_cap codes (summed over tables)
     crowded: np.ndarray  # (n,) bool: the code shares some key with more than bucket_cap codes
+    deferred: int  # pairs reported by a later table because their first agreeing keys were crowded
     seconds: float
 
 
@@ -185,11 +190,11 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     width = np.diff(np.linspace(0, bits, m + 1).round().astype(int))
     row_bits = max(1, int(n - 1).bit_length())
     found_i, found_j, found_d = [], [], []
-    collisions = skipped = 0
-    crowded = np.zeros(n, bool)
+    collisions = skipped = deferred = 0
     tables = list(combinations(range(m), per_key))
+    crowded_in = np.zeros((n, -(-len(tables) // 8)), np.uint8)  # bit t: table t crowded the code
     progress = Progress(f"hash search within {radius} bits", len(tables), "tables", log=log)
-    for combo in tables:
+    for t, combo in enumerate(tables):
         key, exact = _key(blk, combo, width)
         if not exact or width[list(combo)].sum() + row_bits <= 64:
             # key (a mixed key: its top bits) and row packed into one word: one sort, ~10x faster
@@ -202,7 +207,7 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             order = np.argsort(key, kind="stable")
             key = key[order]
         starts, sizes, over, n_over = _buckets(key, bucket_cap)
-        crowded[order[over]] = True
+        crowded_in[order[over], t >> 3] |= np.uint8(1 << (t & 7))
         skipped += n_over
         for a, b in _same_key_pairs(starts, sizes, order, group):
             collisions += len(a)
@@ -216,6 +221,13 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             first = np.ones(len(a), bool)
             for rank, k in enumerate(combo, 1):
                 first &= equal[:, k] & (agree[:, k] == rank)
+            # ... or from the first table that did not crowd them, when every earlier one did
+            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1)
+                                   & crowded_in[a, : (t >> 3) + 1].any(axis=1))
+            if len(later):
+                ok = _earlier_keys_crowded(equal[later], crowded_in[a[later]], tables[:t])
+                first[later[ok]] = True
+                deferred += int(ok.sum())
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
@@ -223,4 +235,19 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     progress.done()
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
     return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
-                   collisions, skipped, crowded, time.perf_counter() - start)
+                   collisions, skipped, crowded_in.any(axis=1), deferred, time.perf_counter() - start)
+
+
+def _earlier_keys_crowded(equal: np.ndarray, crowded_in: np.ndarray, earlier: list[tuple[int, ...]],
+                          block: int = 1 << 15) -> np.ndarray:
+    """Pairs (equal: (p, m) blocks that agree; crowded_in: (p, bytes) a code's table bits) whose every
+    earlier table keying both codes alike crowded them: (p,) bool."""
+    if not earlier:
+        return np.zeros(len(equal), bool)
+    combos = np.array(earlier)
+    out = np.empty(len(equal), bool)
+    for s in range(0, len(equal), block):  # bounded memory: block x tables x per_key
+        agree = equal[s:s + block][:, combos].all(axis=2)  # (p, tables before)
+        bits = np.unpackbits(crowded_in[s:s + block], axis=1, bitorder="little")[:, : len(earlier)]
+        out[s:s + block] = ~(agree & ~bits.astype(bool)).any(axis=1)
+    return out
