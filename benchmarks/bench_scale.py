@@ -1,0 +1,259 @@
+"""The whole workflow at N chips (demo.chips), per rule: wall time, CPU time, peak RSS; projected to Airbus.
+
+For each N a copy of the workflow runs in its own folder (SCRATCH/chips-N) on the
+built-in demo with `demo.chips: N` (every other key the config's default; shards:
+one per about 750 chips, as the Airbus advice in config/README.md, at least 4).
+Every rule has a `benchmark:` directive (RESULTS/benchmarks/<rule>[/<shard>].tsv):
+Snakemake's own wall seconds (s), CPU seconds (cpu_time) and peak RSS (max_rss, MB)
+per job. This script sums s and cpu_time over a rule's jobs (shard rules: over
+shards), takes the largest max_rss, adds the discovery figures of metrics.json
+and candidates.parquet, and writes a Markdown table with a projection to the
+192,556 Airbus chips:
+
+- per rule, cost = a + b x chips fitted to the measured N (one N: b = cost / N);
+- 2 cores: the projected wall times added up (the rules of one run mostly run
+  one after another; shard jobs two at a time, as measured);
+- 16-core node: shard rules' CPU time / 16, every other rule's CPU time / its
+  threads (2 in the workflow, 8 with profiles/slurm's set-threads: train,
+  verify, evaluate take 8 there, bounded by the CPU time measured here);
+- GPU node: train, verify and evaluate at the per-pair rate a GPU run of this
+  script measured (`--gpu-from DIR`: the chips-N folders of a run on a GPU
+  machine); without one the column says "not measured". When this machine has a
+  CUDA GPU its own runs are GPU runs and the script prints their figures.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_scale.py --chips 2000 5000 20000 \\
+        --scratch /tmp/tiledup-scale --out docs/scale-table.md
+    .venv/bin/python benchmarks/bench_scale.py --chips 2000 --scratch DIR --gather-only   # table only
+
+A 20,000-chip run takes over an hour on 2 cores. Runs are resumable: a
+folder's finished rules are not re-run (Snakemake), so an interrupted N picks up
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+AIRBUS = 192_556
+CHIPS_PER_SHARD = 750
+SHARD_RULES = ("tile_shard", "pair_shard")
+GPU_RULES = ("train", "verify", "evaluate")
+ORDER = ("demo", "manifest", "tile_shard", "rejects", "truth", "pair_shard", "dataset", "train",
+         "candidates", "verify", "groups", "evaluate")
+
+
+def workflow_copy(dest: Path) -> None:
+    """Snakefile, workflow/, config/, profiles/ and envs/ into dest (results land there)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config", "profiles", "envs"):
+        shutil.rmtree(dest / folder, ignore_errors=True)
+        shutil.copytree(REPO / folder, dest / folder)
+
+
+def run(folder: Path, chips: int, seed: int, cores: int) -> float:
+    """The whole workflow at `chips` chips in folder; returns its wall seconds."""
+    workflow_copy(folder)
+    scale = {"demo": {"chips": chips, "seed": seed}, "shards": max(4, round(chips / CHIPS_PER_SHARD))}
+    (folder / "scale.yaml").write_text(yaml.safe_dump(scale))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(cores),
+           "--configfile", "config/config.yaml", "scale.yaml"]
+    start = time.perf_counter()
+    with open(folder / "snakemake.out", "a") as out:
+        subprocess.run(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - start
+
+
+def rule_costs(results: Path) -> dict[str, dict]:
+    """Per rule: jobs, wall (sum of s), cpu (sum of cpu_time), rss (max of max_rss, MB)."""
+    out = {}
+    bench = results / "benchmarks"
+    for path in sorted(bench.rglob("*.tsv")):
+        rule = path.relative_to(bench).parts[0].removesuffix(".tsv")
+        with open(path) as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        cost = out.setdefault(rule, {"jobs": 0, "wall": 0.0, "cpu": 0.0, "rss": 0.0})
+        for row in rows:  # one row per repeat (1)
+            cost["jobs"] += 1
+            cost["wall"] += float(row["s"])
+            cost["cpu"] += _number(row.get("cpu_time"))
+            cost["rss"] = max(cost["rss"], _number(row.get("max_rss")))
+    return out
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0  # "NA": the job ended before Snakemake sampled it
+
+
+def discovery(results: Path) -> dict:
+    """Chips, truth overlaps, candidates, overlaps verify scored, candidate recall, decisions."""
+    metrics = json.loads((results / "eval/metrics.json").read_text())
+    disc = metrics.get("discovery", {})
+    cand = disc.get("candidates", {})
+    dec = disc.get("decisions", {})
+    return {
+        "chips": pq.read_metadata(results / "demo/layout.parquet").num_rows,
+        "truth_overlaps": metrics.get("n_overlaps"),
+        "candidates": pq.read_metadata(results / "overlaps/candidates.parquet").num_rows,
+        "verified": pq.read_metadata(results / "overlaps/overlaps.parquet").num_rows,
+        "recall": cand.get("recall"), "recall_hash": cand.get("recall_without_implied"),
+        "dup_precision": dec.get("precision"), "dup_recall": dec.get("recall"),
+    }
+
+
+def fit(ns: list[int], costs: list[float], n: int) -> float:
+    """cost(n) from cost = a + b n fitted to the measured points (a >= 0; one point: b = cost / N)."""
+    if len(ns) == 1 or len(set(ns)) == 1:
+        return costs[-1] / ns[-1] * n
+    b, a = np.polyfit(ns, costs, 1)
+    if a < 0 or b < 0:  # noise on a nearly proportional cost: proportional to the largest N
+        return costs[int(np.argmax(ns))] / max(ns) * n
+    return a + b * n
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+def table(runs: dict[int, dict], gpu_runs: dict[int, dict], threads_16: int = 8) -> str:
+    ns = sorted(runs)
+    rules = [r for r in ORDER if any(r in runs[n]["rules"] for n in ns)]
+    lines = ["| rule | " + " | ".join(f"{runs[n]['discovery']['chips']:,} chips: wall / CPU / peak RSS"
+                                      for n in ns) + " | CPU s per 1k chips (first -> last N) |",
+             "|---|" + "---|" * len(ns) + "---|"]
+    for r in rules:
+        cells = []
+        for n in ns:
+            c = runs[n]["rules"].get(r)
+            cells.append("-" if c is None else f"{fmt_s(c['wall'])} / {fmt_s(c['cpu'])} / {c['rss']:,.0f} MB")
+        per_k = [runs[n]["rules"][r]["cpu"] / runs[n]["discovery"]["chips"] * 1000 for n in ns if r in runs[n]["rules"]]
+        lines.append(f"| {r} | " + " | ".join(cells) + f" | {per_k[0]:.1f} -> {per_k[-1]:.1f} |")
+    lines.append("| **whole run** (wall) | " + " | ".join(
+        "-" if np.isnan(runs[n]["wall"]) else fmt_s(runs[n]["wall"]) for n in ns) + " | |")
+    lines += ["", "| figure | " + " | ".join(f"{runs[n]['discovery']['chips']:,} chips" for n in ns) + " |",
+              "|---|" + "---|" * len(ns)]
+    for key, label, f in (("truth_overlaps", "truth overlaps scored (evaluate)", lambda x: f"{x:,}"),
+                          ("candidates", "candidates", lambda x: f"{x:,}"),
+                          ("verified", "overlaps verify scored", lambda x: f"{x:,}"),
+                          ("recall", "candidate recall (decidable duplicates)", pct),
+                          ("recall_hash", "... without implied overlaps", pct),
+                          ("dup_precision", "duplicates decided: precision", pct),
+                          ("dup_recall", "duplicates decided: recall", pct)):
+        lines.append(f"| {label} | " + " | ".join("-" if runs[n]["discovery"][key] is None
+                                                  else f(runs[n]["discovery"][key]) for n in ns) + " |")
+
+    # projection to Airbus
+    chips = [runs[n]["discovery"]["chips"] for n in ns]
+    lines += ["", f"Projected to {AIRBUS:,} chips (cost = a + b x chips fitted per rule to the runs above):", "",
+              "| rule | 2 cores: wall | 16-core node: wall | GPU node: wall | peak RSS (linear in chips) |",
+              "|---|---|---|---|---|"]
+    totals = [0.0, 0.0, 0.0]
+    gpu_missing = False
+    for r in rules:
+        have = [n for n in ns if r in runs[n]["rules"]]
+        xs = [runs[n]["discovery"]["chips"] for n in have]
+        wall = fit(xs, [runs[n]["rules"][r]["wall"] for n in have], AIRBUS)
+        cpu = fit(xs, [runs[n]["rules"][r]["cpu"] for n in have], AIRBUS)
+        rss = fit(xs, [runs[n]["rules"][r]["rss"] for n in have], AIRBUS)
+        node = cpu / (16 if r in SHARD_RULES else threads_16) if cpu else wall
+        node = max(node, wall / 8)  # no rule of one job gains more than 8 x from 8 threads
+        gpu = node
+        if r in GPU_RULES:
+            g = [n for n in gpu_runs if r in gpu_runs[n]["rules"]]
+            if g:
+                gx = [gpu_runs[n]["discovery"]["chips"] for n in g]
+                gpu = fit(gx, [gpu_runs[n]["rules"][r]["wall"] for n in g], AIRBUS)
+            else:
+                gpu, gpu_missing = None, True
+        totals[0] += wall
+        totals[1] += node
+        totals[2] += gpu or 0.0
+        lines.append(f"| {r} | {fmt_s(wall)} | {fmt_s(node)} | {'not measured' if gpu is None else fmt_s(gpu)} "
+                     f"| {rss / 1024:.1f} GB |")
+    lines.append(f"| **total** | {fmt_s(totals[0])} | {fmt_s(totals[1])} | "
+                 f"{'not measured' if gpu_missing else fmt_s(totals[2])} | |")
+    lines += ["", f"Measured on {os.cpu_count()} cores, chips {', '.join(f'{c:,}' for c in chips)}."]
+    return "\n".join(lines) + "\n"
+
+
+def gather(scratch: Path, chips: list[int]) -> dict[int, dict]:
+    runs = {}
+    for n in chips:
+        results = scratch / f"chips-{n}" / "results"
+        if not (results / "eval/metrics.json").exists():
+            print(f"chips {n}: no finished run in {results.parent}", file=sys.stderr)
+            continue
+        wall_file = results.parent / "wall_seconds"
+        runs[n] = {"rules": rule_costs(results), "discovery": discovery(results),
+                   "wall": float(wall_file.read_text()) if wall_file.exists() else float("nan")}
+    return runs
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chips", type=int, nargs="+", default=[2000, 5000, 20000])
+    ap.add_argument("--scratch", type=Path, default=Path("/tmp/tiledup-scale"))
+    ap.add_argument("--seed", type=int, default=0, help="demo.seed of the scale demos")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--gather-only", action="store_true", help="only tabulate the finished runs")
+    ap.add_argument("--gpu-from", type=Path, help="scratch folder of a run of this script on a GPU machine")
+    ap.add_argument("--out", type=Path, help="also write the Markdown table here")
+    a = ap.parse_args()
+    if not a.gather_only:
+        for n in a.chips:
+            folder = a.scratch / f"chips-{n}"
+            print(f"chips {n}: running the workflow in {folder} on {a.cores} cores", flush=True)
+            fresh = not (folder / "results").exists()
+            seconds = run(folder, n, a.seed, a.cores)
+            if fresh:  # a resumed run's time is not the whole run's: the table says "-" for it
+                (folder / "wall_seconds").write_text(f"{seconds:.1f}\n")
+            print(f"chips {n}: {seconds:.0f} s", flush=True)
+    runs = gather(a.scratch, a.chips)
+    if not runs:
+        return 1
+    gpu_runs = gather(a.gpu_from, a.chips) if a.gpu_from else {}
+    if has_cuda():
+        print("CUDA is present: these runs are GPU runs (train, verify, evaluate on the GPU)")
+        gpu_runs = runs
+    text = table(runs, gpu_runs)
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
