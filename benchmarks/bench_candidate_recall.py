@@ -6,7 +6,9 @@ RESULTS/demo/dup_truth.txt of a run that got as far as `snakemake tiles`, runs
 tiledup.discovery.candidates.candidates with the config's `candidates` block
 (or --options JSON on top of it) and prints one JSON line:
 
-- candidates, by hash and implied; seconds; peak RSS of this process;
+- candidates, by hash and implied, and against the truth: duplicates, overlaps of
+  another pass (not duplicates, the same place), not in the truth (misplaced);
+  seconds; peak RSS of this process;
 - recall of the truth's duplicates, and of the "content" duplicates (at least
   one tile pair with content on both sides, as the tile tables' solid flag says:
   close to the evaluation's decidable ones, which need the pixel test of the
@@ -78,8 +80,8 @@ def main() -> int:
 
     options = {**yaml.safe_load((REPO / "config/config.yaml").read_text())["candidates"], **json.loads(a.options)}
     h = cand.read_tile_hashes(sorted((a.results / "tiles").glob("*.parquet")))
-    truth = pd.read_csv(a.results / "demo/dup_truth.txt", sep=" ", names=["img1", "img2", "tag", "is_dup"])
-    dups = truth[truth.is_dup == 1].reset_index(drop=True)
+    truth = pd.read_csv(a.results / "demo/dup_truth.txt", sep=" ", names=["img1", "img2", "tag", "is_dup"], dtype=str)
+    dups = truth[truth.is_dup == "1"].reset_index(drop=True)
     content = content_duplicates(dups, h)
 
     start = time.perf_counter()
@@ -89,12 +91,18 @@ def main() -> int:
     keys = set(zip(table.img1, table.img2, table.tag))
     by_hash = set(zip(*(table[table.how == "hash"][c] for c in ("img1", "img2", "tag"))))
     want = list(zip(dups.img1, dups.img2, dups.tag))
+    same_time = set(want)
+    same_place = set(zip(truth.img1, truth.img2, truth.tag))
     hit = np.array([k in keys for k in want])
     hit_hash = np.array([k in by_hash for k in want])
     out = {
         "results": str(a.results), "chips": len(h.image_ids), "tiles": len(h.image),
         "truth_dups": len(want), "content_dups": int(content.sum()),
         "candidates": len(table), "by_hash": len(by_hash), "implied": len(table) - len(by_hash),
+        # a candidate the truth lists as not duplicate is still the same place (another pass);
+        # one it does not list at all is a wrong placement
+        "candidates_dup": len(keys & same_time), "candidates_other_pass": len(keys & (same_place - same_time)),
+        "candidates_not_in_truth": len(keys - same_place),
         "recall": round(float(hit.mean()), 5), "recall_content": round(float(hit[content].mean()), 5),
         "recall_content_hash_only": round(float(hit_hash[content].mean()), 5),
         "missed_content": int((~hit[content]).sum()),

@@ -19,7 +19,7 @@ reported by table t when t keys it to an uncrowded bucket and every earlier
 table that also keys the pair together crowded it. So no pair is lost because
 its first key is crowded; only a pair every one of whose agreeing keys is
 crowded is not searched (both codes then share all those keys with more than
-`bucket_cap` others). `Matches.deferred` counts the pairs found that way,
+`bucket_cap` others). `Matches.deferred` marks the pairs found that way,
 `Matches.crowded` marks the codes some table crowded.
 """
 
@@ -51,7 +51,7 @@ class Matches:
     collisions: int  # pairs that shared a key (verified, before the radius check and dedup)
     skipped_buckets: int  # keys shared by more than bucket_cap codes (summed over tables)
     crowded: np.ndarray  # (n,) bool: the code shares some key with more than bucket_cap codes
-    deferred: int  # pairs reported by a later table because their first agreeing keys were crowded
+    deferred: np.ndarray  # (pairs,) bool: reported by a later table, their first agreeing keys crowded
     seconds: float
 
 
@@ -190,7 +190,8 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     width = np.diff(np.linspace(0, bits, m + 1).round().astype(int))
     row_bits = max(1, int(n - 1).bit_length())
     found_i, found_j, found_d = [], [], []
-    collisions = skipped = deferred = 0
+    found_late = []
+    collisions = skipped = 0
     tables = list(combinations(range(m), per_key))
     crowded_in = np.zeros((n, -(-len(tables) // 8)), np.uint8)  # bit t: table t crowded the code
     progress = Progress(f"hash search within {radius} bits", len(tables), "tables", log=log)
@@ -224,10 +225,11 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             # ... or from the first table that did not crowd them, when every earlier one did
             later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1)
                                    & crowded_in[a, : (t >> 3) + 1].any(axis=1))
+            late = np.zeros(len(a), bool)
             if len(later):
-                ok = _earlier_keys_crowded(equal[later], crowded_in[a[later]], tables[:t])
-                first[later[ok]] = True
-                deferred += int(ok.sum())
+                late[later[_earlier_keys_crowded(equal[later], crowded_in[a[later]], tables[:t])]] = True
+            first |= late
+            found_late.append(late[first])
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
@@ -235,7 +237,7 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     progress.done()
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
     return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
-                   collisions, skipped, crowded_in.any(axis=1), deferred, time.perf_counter() - start)
+                   collisions, skipped, crowded_in.any(axis=1), cat(found_late, bool), time.perf_counter() - start)
 
 
 def _earlier_keys_crowded(equal: np.ndarray, crowded_in: np.ndarray, earlier: list[tuple[int, ...]],
