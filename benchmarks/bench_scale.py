@@ -36,6 +36,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,10 +65,12 @@ def workflow_copy(dest: Path) -> None:
         shutil.copytree(REPO / folder, dest / folder)
 
 
-def run(folder: Path, chips: int, seed: int, cores: int) -> float:
+def run(folder: Path, chips: int, seed: int, cores: int, train_epochs: int | None) -> float:
     """The whole workflow at `chips` chips in folder; returns its wall seconds."""
     workflow_copy(folder)
     scale = {"demo": {"chips": chips, "seed": seed}, "shards": max(4, round(chips / CHIPS_PER_SHARD))}
+    if train_epochs:
+        scale["train"] = {"epochs": train_epochs}
     (folder / "scale.yaml").write_text(yaml.safe_dump(scale))
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -79,20 +82,37 @@ def run(folder: Path, chips: int, seed: int, cores: int) -> float:
     return time.perf_counter() - start
 
 
+LOG_DIRS = {"tile_shard": "tiles", "pair_shard": "pairs"}
+USED = re.compile(r"tiledup \S+: ([0-9.]+) s CPU, peak RSS ([0-9.]+) MB")
+
+
 def rule_costs(results: Path) -> dict[str, dict]:
-    """Per rule: jobs, wall (sum of s), cpu (sum of cpu_time), rss (max of max_rss, MB)."""
+    """Per rule: jobs, wall (sum of s), cpu (sum), rss (max, MB), exact (every job's log had its rusage).
+
+    Wall time from Snakemake's benchmark TSV. CPU time and peak RSS from the job's log, whose last
+    line `tiledup <command>: X s CPU, peak RSS Y MB` is the kernel's exact rusage; Snakemake's
+    cpu_time and max_rss sample the process tree every 30 s (a 60 s job read 2 s of CPU), so they
+    are used only for a log without that line, and the rule is marked as sampled.
+    """
     out = {}
     bench = results / "benchmarks"
     for path in sorted(bench.rglob("*.tsv")):
-        rule = path.relative_to(bench).parts[0].removesuffix(".tsv")
+        rel = path.relative_to(bench)
+        rule = rel.parts[0].removesuffix(".tsv")
+        log = results / "logs" / (f"{LOG_DIRS.get(rule, rule)}/{rel.stem}.log" if len(rel.parts) > 1 else f"{rule}.log")
+        used = USED.findall(log.read_text()) if log.exists() else []
         with open(path) as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        cost = out.setdefault(rule, {"jobs": 0, "wall": 0.0, "cpu": 0.0, "rss": 0.0})
-        for row in rows:  # one row per repeat (1)
+        cost = out.setdefault(rule, {"jobs": 0, "wall": 0.0, "cpu": 0.0, "rss": 0.0, "exact": True})
+        for row in rows[-1:]:  # the last run of the job
             cost["jobs"] += 1
             cost["wall"] += float(row["s"])
-            cost["cpu"] += _number(row.get("cpu_time"))
-            cost["rss"] = max(cost["rss"], _number(row.get("max_rss")))
+            if used:
+                cpu, rss = map(float, used[-1])
+            else:
+                cpu, rss, cost["exact"] = _number(row.get("cpu_time")), _number(row.get("max_rss")), False
+            cost["cpu"] += cpu
+            cost["rss"] = max(cost["rss"], rss, _number(row.get("max_rss")))
     return out
 
 
@@ -151,7 +171,8 @@ def table(runs: dict[int, dict], gpu_runs: dict[int, dict], threads_16: int = 8)
             c = runs[n]["rules"].get(r)
             cells.append("-" if c is None else f"{fmt_s(c['wall'])} / {fmt_s(c['cpu'])} / {c['rss']:,.0f} MB")
         per_k = [runs[n]["rules"][r]["cpu"] / runs[n]["discovery"]["chips"] * 1000 for n in ns if r in runs[n]["rules"]]
-        lines.append(f"| {r} | " + " | ".join(cells) + f" | {per_k[0]:.1f} -> {per_k[-1]:.1f} |")
+        sampled = "" if all(runs[n]["rules"].get(r, {}).get("exact", True) for n in ns) else " (CPU, RSS sampled)"
+        lines.append(f"| {r}{sampled} | " + " | ".join(cells) + f" | {per_k[0]:.1f} -> {per_k[-1]:.1f} |")
     lines.append("| **whole run** (wall) | " + " | ".join(
         "-" if np.isnan(runs[n]["wall"]) else fmt_s(runs[n]["wall"]) for n in ns) + " | |")
     lines += ["", "| figure | " + " | ".join(f"{runs[n]['discovery']['chips']:,} chips" for n in ns) + " |",
@@ -227,6 +248,8 @@ def main() -> int:
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/tiledup-scale"))
     ap.add_argument("--seed", type=int, default=0, help="demo.seed of the scale demos")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--train-epochs", type=int, help="train.epochs of the runs (train's cost is set by "
+                    "sample.pairs x epochs, not by the chips; default: the config's)")
     ap.add_argument("--gather-only", action="store_true", help="only tabulate the finished runs")
     ap.add_argument("--gpu-from", type=Path, help="scratch folder of a run of this script on a GPU machine")
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
@@ -236,7 +259,7 @@ def main() -> int:
             folder = a.scratch / f"chips-{n}"
             print(f"chips {n}: running the workflow in {folder} on {a.cores} cores", flush=True)
             fresh = not (folder / "results").exists()
-            seconds = run(folder, n, a.seed, a.cores)
+            seconds = run(folder, n, a.seed, a.cores, a.train_epochs)
             if fresh:  # a resumed run's time is not the whole run's: the table says "-" for it
                 (folder / "wall_seconds").write_text(f"{seconds:.1f}\n")
             print(f"chips {n}: {seconds:.0f} s", flush=True)

@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import os
+import resource
 import sys
 from importlib import metadata
 
@@ -334,6 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resources_used(command: str) -> str:
+    """CPU seconds and peak RSS of this command and its finished worker processes, exact (from the
+    kernel's rusage; Snakemake's benchmark samples them every 30 s and misses short processes)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    rss = max(me.ru_maxrss, children.ru_maxrss) / 1024  # Linux: kB
+    return f"tiledup {command}: {cpu:.1f} s CPU, peak RSS {rss:.0f} MB"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     # PyTorch's OpenMP threads spin while they wait for each other; beside loader workers or other
@@ -345,6 +355,7 @@ def main(argv=None) -> int:
     try:
         with stops.stop_on_signals():
             args.fn(args, _options(getattr(args, "options", "{}")))
+        log.info("%s", resources_used(args.command))
     except TiledupError as e:
         log.error("%s", e)
         return 2

@@ -126,16 +126,22 @@ def tile_offsets(tile_a: np.ndarray, tile_b: np.ndarray) -> tuple[np.ndarray, np
     return tile_a // GRID - tile_b // GRID, tile_a % GRID - tile_b % GRID
 
 
-def votes(h: TileHashes, matches: pd.DataFrame) -> pd.DataFrame:
-    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance."""
+def votes(h: TileHashes, matches: pd.DataFrame, crowded_votes: int = 1) -> pd.DataFrame:
+    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance.
+
+    An overlap whose every match was found only through crowded keys needs crowded_votes of them.
+    """
     matches = matches[~matches.both_solid]  # no evidence for verify; they only place chips
     u, v = matches.u.to_numpy(), matches.v.to_numpy()
     dr, dc = tile_offsets(h.tile[u], h.tile[v])
     a, b, dr, dc = canonical_offsets(h.image[u], h.image[v], dr, dc)
     df = pd.DataFrame({"img1": a, "img2": b, "offset": offset_index(dr, dc),
-                       "distance": matches.distance.to_numpy(), "exact": matches.exact.to_numpy()})
+                       "distance": matches.distance.to_numpy(), "exact": matches.exact.to_numpy(),
+                       "crowded": matches.crowded_only.to_numpy()})
     out = df.groupby(["img1", "img2", "offset"], sort=True).agg(
-        votes=("distance", "size"), exact_votes=("exact", "sum"), best_distance=("distance", "min"))
+        votes=("distance", "size"), exact_votes=("exact", "sum"), best_distance=("distance", "min"),
+        crowded=("crowded", "all"))
+    out = out[~out.crowded | (out.votes >= crowded_votes)].drop(columns="crowded")
     return out.reset_index()
 
 
@@ -283,32 +289,36 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     stats.update(tile_matches=int(len(u)), placing=int(placing.sum()), decisive=int(decisive.sum()),
                  crowded_only=int(crowded_only.sum()))
     return pd.DataFrame({"u": u, "v": v, "distance": dist, "exact": exact, "placing": placing,
-                         "decisive": decisive, "both_solid": h.solid[u] & h.solid[v]}), stats
+                         "decisive": decisive, "both_solid": h.solid[u] & h.solid[v],
+                         "crowded_only": crowded_only}), stats
 
 
 def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes) -> None:
+                  place_votes, crowded_votes) -> None:
     if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_complexity <= 448 and strong_ratio >= 0
-            and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1):
+            and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1
+            and crowded_votes >= 1):
         raise TiledupError(
             "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_complexity <= 448, "
-            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1; got "
+            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1, "
+            "crowded_votes >= 1; got "
             f"radius={radius}, smooth_radius={smooth_radius}, min_complexity={min_complexity}, "
             f"strong_ratio={strong_ratio}, bucket_cap={bucket_cap}, repeat_cap={repeat_cap}, "
-            f"max_matches={max_matches}, place_votes={place_votes}")
+            f"max_matches={max_matches}, place_votes={place_votes}, crowded_votes={crowded_votes}")
 
 
 def candidates(h: TileHashes, *, radius: int = 20, smooth_radius: int = 4, min_complexity: int = 4,
                strong_ratio: float = 0.25, bucket_cap: int = 64, repeat_cap: int = 512,
-               max_matches: int = 64, place_votes: int = 2, implied: bool = True) -> tuple[pd.DataFrame, dict]:
+               max_matches: int = 64, place_votes: int = 2, crowded_votes: int = 1,
+               implied: bool = True) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes)
+                  place_votes, crowded_votes)
     matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_complexity=min_complexity,
                             strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap,
                             max_matches=max_matches)
-    found = votes(h, matches).assign(how="hash")
+    found = votes(h, matches, crowded_votes).assign(how="hash")
     lattice, stats["placement"] = place(matches, h, place_votes, smooth_radius)
     if implied:
         more = implied_pairs(lattice).merge(found[["img1", "img2", "offset"]], how="left", indicator=True)
