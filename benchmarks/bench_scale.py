@@ -4,22 +4,31 @@ For each N a copy of the workflow runs in its own folder (SCRATCH/chips-N) on th
 built-in demo with `demo.chips: N` (every other key the config's default; shards:
 one per about 750 chips, as the Airbus advice in config/README.md, at least 4).
 Every rule has a `benchmark:` directive (RESULTS/benchmarks/<rule>[/<shard>].tsv):
-Snakemake's own wall seconds (s), CPU seconds (cpu_time) and peak RSS (max_rss, MB)
-per job. This script sums s and cpu_time over a rule's jobs (shard rules: over
-shards), takes the largest max_rss, adds the discovery figures of metrics.json
-and candidates.parquet, and writes a Markdown table with a projection to the
-192,556 Airbus chips:
+Snakemake's wall seconds per job. CPU seconds and peak RSS come from each job's
+log, whose last line is the command's exact rusage (`tiledup <command>: X s CPU,
+peak RSS Y MB`); Snakemake's own cpu_time and max_rss sample the process tree
+every 30 s and read far too little (a 61 s candidates job: 2 s of CPU), so
+they are used only for logs without that line, marked "sampled". Per rule the
+jobs' figures are added up (shard rules: over shards; RSS: the largest), with
+the discovery figures of metrics.json and candidates.parquet, into a Markdown
+table with a projection to the 192,556 Airbus chips:
 
-- per rule, cost = a + b x chips fitted to the measured N (one N: b = cost / N);
-- 2 cores: the projected wall times added up (the rules of one run mostly run
-  one after another; shard jobs two at a time, as measured);
-- 16-core node: shard rules' CPU time / 16, every other rule's CPU time / its
-  threads (2 in the workflow, 8 with profiles/slurm's set-threads: train,
-  verify, evaluate take 8 there, bounded by the CPU time measured here);
-- GPU node: train, verify and evaluate at the per-pair rate a GPU run of this
+- per rule, CPU = a + b x chips fitted to the measured N (one N: proportional);
+  peak RSS = the smallest rule's (an interpreter with numpy and pandas) + a
+  part fitted the same way;
+- 2 cores: CPU / 2 for rules that run jobs side by side or use threads (shard
+  rules, demo, train, verify, evaluate), CPU otherwise, added up;
+- 16-core node: shard rules' CPU / 16, train, verify, evaluate and demo / 8
+  (profiles/slurm's set-threads; an upper bound on their speed-up), the
+  others / 1;
+- GPU node: train, verify and evaluate at the wall time a GPU run of this
   script measured (`--gpu-from DIR`: the chips-N folders of a run on a GPU
-  machine); without one the column says "not measured". When this machine has a
-  CUDA GPU its own runs are GPU runs and the script prints their figures.
+  machine); without one the column says "not measured". When this machine has
+  a CUDA GPU its own runs are GPU runs and the script prints their figures.
+  The rest as on the 16-core node.
+
+Wall times are printed as measured, but on a shared machine they say more about
+the other users than about tiledup; the projection uses CPU time.
 
     nice -n 10 .venv/bin/python benchmarks/bench_scale.py --chips 2000 5000 20000 \\
         --scratch /tmp/tiledup-scale --out docs/scale-table.md
@@ -52,6 +61,9 @@ AIRBUS = 192_556
 CHIPS_PER_SHARD = 750
 SHARD_RULES = ("tile_shard", "pair_shard")
 GPU_RULES = ("train", "verify", "evaluate")
+# Rules that use more than one core: many jobs, or threads (demo, train, verify, evaluate: 2 here,
+# 8 with profiles/slurm's set-threads; bounded by their CPU time measured here).
+PARALLEL = (*SHARD_RULES, "demo", *GPU_RULES)
 ORDER = ("demo", "manifest", "tile_shard", "rejects", "truth", "pair_shard", "dataset", "train",
          "candidates", "verify", "groups", "evaluate")
 
@@ -65,7 +77,7 @@ def workflow_copy(dest: Path) -> None:
         shutil.copytree(REPO / folder, dest / folder)
 
 
-def run(folder: Path, chips: int, seed: int, cores: int, train_epochs: int | None) -> float:
+def run(folder: Path, chips: int, seed: int, cores: int, train_epochs: int | None, targets: list[str]) -> float:
     """The whole workflow at `chips` chips in folder; returns its wall seconds."""
     workflow_copy(folder)
     scale = {"demo": {"chips": chips, "seed": seed}, "shards": max(4, round(chips / CHIPS_PER_SHARD))}
@@ -74,7 +86,7 @@ def run(folder: Path, chips: int, seed: int, cores: int, train_epochs: int | Non
     (folder / "scale.yaml").write_text(yaml.safe_dump(scale))
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(cores),
+    cmd = [str(Path(sys.executable).parent / "snakemake"), *targets, "--cores", str(cores),
            "--configfile", "config/config.yaml", "scale.yaml"]
     start = time.perf_counter()
     with open(folder / "snakemake.out", "a") as out:
@@ -124,16 +136,19 @@ def _number(text) -> float:
 
 
 def discovery(results: Path) -> dict:
-    """Chips, truth overlaps, candidates, overlaps verify scored, candidate recall, decisions."""
-    metrics = json.loads((results / "eval/metrics.json").read_text())
+    """Chips, truth overlaps, candidates, overlaps verify scored, candidate recall, decisions (None:
+    the run has not got that far)."""
+    path = results / "eval/metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
     disc = metrics.get("discovery", {})
     cand = disc.get("candidates", {})
     dec = disc.get("decisions", {})
+    rows = lambda p: pq.read_metadata(p).num_rows if p.exists() else None  # noqa: E731
     return {
-        "chips": pq.read_metadata(results / "demo/layout.parquet").num_rows,
+        "chips": rows(results / "demo/layout.parquet"),
         "truth_overlaps": metrics.get("n_overlaps"),
-        "candidates": pq.read_metadata(results / "overlaps/candidates.parquet").num_rows,
-        "verified": pq.read_metadata(results / "overlaps/overlaps.parquet").num_rows,
+        "candidates": rows(results / "overlaps/candidates.parquet"),
+        "verified": rows(results / "overlaps/overlaps.parquet"),
         "recall": cand.get("recall"), "recall_hash": cand.get("recall_without_implied"),
         "dup_precision": dec.get("precision"), "dup_recall": dec.get("recall"),
     }
@@ -187,21 +202,22 @@ def table(runs: dict[int, dict], gpu_runs: dict[int, dict], threads_16: int = 8)
         lines.append(f"| {label} | " + " | ".join("-" if runs[n]["discovery"][key] is None
                                                   else f(runs[n]["discovery"][key]) for n in ns) + " |")
 
-    # projection to Airbus
+    # projection to Airbus, from CPU time (wall time on a shared machine says more about the others)
     chips = [runs[n]["discovery"]["chips"] for n in ns]
-    lines += ["", f"Projected to {AIRBUS:,} chips (cost = a + b x chips fitted per rule to the runs above):", "",
-              "| rule | 2 cores: wall | 16-core node: wall | GPU node: wall | peak RSS (linear in chips) |",
-              "|---|---|---|---|---|"]
+    lines += ["", f"Projected to {AIRBUS:,} chips from the CPU time (cost = a + b x chips fitted per rule "
+              "to the runs above; one run: proportional), divided by the cores a rule can use:", "",
+              "| rule | CPU | 2 cores: wall | 16-core node: wall | GPU node: wall | peak RSS |",
+              "|---|---|---|---|---|---|"]
     totals = [0.0, 0.0, 0.0]
     gpu_missing = False
     for r in rules:
         have = [n for n in ns if r in runs[n]["rules"]]
         xs = [runs[n]["discovery"]["chips"] for n in have]
-        wall = fit(xs, [runs[n]["rules"][r]["wall"] for n in have], AIRBUS)
         cpu = fit(xs, [runs[n]["rules"][r]["cpu"] for n in have], AIRBUS)
-        rss = fit(xs, [runs[n]["rules"][r]["rss"] for n in have], AIRBUS)
-        node = cpu / (16 if r in SHARD_RULES else threads_16) if cpu else wall
-        node = max(node, wall / 8)  # no rule of one job gains more than 8 x from 8 threads
+        base = min(c["rss"] for n in have for c in runs[n]["rules"].values())  # a Python with numpy, pandas
+        rss = base + fit(xs, [runs[n]["rules"][r]["rss"] - base for n in have], AIRBUS)
+        two = cpu / (2 if r in PARALLEL else 1)
+        node = cpu / (16 if r in SHARD_RULES else threads_16 if r in PARALLEL else 1)
         gpu = node
         if r in GPU_RULES:
             g = [n for n in gpu_runs if r in gpu_runs[n]["rules"]]
@@ -210,13 +226,14 @@ def table(runs: dict[int, dict], gpu_runs: dict[int, dict], threads_16: int = 8)
                 gpu = fit(gx, [gpu_runs[n]["rules"][r]["wall"] for n in g], AIRBUS)
             else:
                 gpu, gpu_missing = None, True
-        totals[0] += wall
+        totals[0] += two
         totals[1] += node
         totals[2] += gpu or 0.0
-        lines.append(f"| {r} | {fmt_s(wall)} | {fmt_s(node)} | {'not measured' if gpu is None else fmt_s(gpu)} "
-                     f"| {rss / 1024:.1f} GB |")
-    lines.append(f"| **total** | {fmt_s(totals[0])} | {fmt_s(totals[1])} | "
-                 f"{'not measured' if gpu_missing else fmt_s(totals[2])} | |")
+        exact = all(runs[n]["rules"][r]["exact"] for n in have)
+        lines.append(f"| {r}{'' if exact else ' (sampled CPU: too low)'} | {fmt_s(cpu)} | {fmt_s(two)} | "
+                     f"{fmt_s(node)} | {'not measured' if gpu is None else fmt_s(gpu)} | {rss / 1024:.1f} GB |")
+    lines.append(f"| **total** | | {fmt_s(totals[0])} | {fmt_s(totals[1])} | "
+                 f"{'not measured (train, verify, evaluate)' if gpu_missing else fmt_s(totals[2])} | |")
     lines += ["", f"Measured on {os.cpu_count()} cores, chips {', '.join(f'{c:,}' for c in chips)}."]
     return "\n".join(lines) + "\n"
 
@@ -225,9 +242,12 @@ def gather(scratch: Path, chips: list[int]) -> dict[int, dict]:
     runs = {}
     for n in chips:
         results = scratch / f"chips-{n}" / "results"
-        if not (results / "eval/metrics.json").exists():
-            print(f"chips {n}: no finished run in {results.parent}", file=sys.stderr)
+        if not (results / "demo/layout.parquet").exists():
+            print(f"chips {n}: no run in {results.parent}", file=sys.stderr)
             continue
+        if not (results / "eval/metrics.json").exists():
+            print(f"chips {n}: the run in {results.parent} has not finished: its finished rules only",
+                  file=sys.stderr)
         wall_file = results.parent / "wall_seconds"
         runs[n] = {"rules": rule_costs(results), "discovery": discovery(results),
                    "wall": float(wall_file.read_text()) if wall_file.exists() else float("nan")}
@@ -251,6 +271,8 @@ def main() -> int:
     ap.add_argument("--train-epochs", type=int, help="train.epochs of the runs (train's cost is set by "
                     "sample.pairs x epochs, not by the chips; default: the config's)")
     ap.add_argument("--gather-only", action="store_true", help="only tabulate the finished runs")
+    ap.add_argument("--targets", nargs="*", default=[], help="Snakemake targets (default: the whole "
+                    "workflow), e.g. `pairs candidates` for the rules before training only")
     ap.add_argument("--gpu-from", type=Path, help="scratch folder of a run of this script on a GPU machine")
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
     a = ap.parse_args()
@@ -259,7 +281,7 @@ def main() -> int:
             folder = a.scratch / f"chips-{n}"
             print(f"chips {n}: running the workflow in {folder} on {a.cores} cores", flush=True)
             fresh = not (folder / "results").exists()
-            seconds = run(folder, n, a.seed, a.cores, a.train_epochs)
+            seconds = run(folder, n, a.seed, a.cores, a.train_epochs, a.targets)
             if fresh:  # a resumed run's time is not the whole run's: the table says "-" for it
                 (folder / "wall_seconds").write_text(f"{seconds:.1f}\n")
             print(f"chips {n}: {seconds:.0f} s", flush=True)
