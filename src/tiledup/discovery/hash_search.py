@@ -194,6 +194,9 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     collisions = skipped = 0
     tables = list(combinations(range(m), per_key))
     crowded_in = np.zeros((n, -(-len(tables) // 8)), np.uint8)  # bit t: table t crowded the code
+    table_of = np.zeros((m,) * per_key, np.int64)  # blocks -> their table's index
+    for t, combo in enumerate(tables):
+        table_of[combo] = t
     progress = Progress(f"hash search within {radius} bits", len(tables), "tables", log=log)
     for t, combo in enumerate(tables):
         key, exact = _key(blk, combo, width)
@@ -223,8 +226,12 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             for rank, k in enumerate(combo, 1):
                 first &= equal[:, k] & (agree[:, k] == rank)
             # ... or from the first table that did not crowd them, when every earlier one did
-            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1)
-                                   & crowded_in[a, : (t >> 3) + 1].any(axis=1))
+            # (only a pair whose first agreeing table crowded it can be one: a cheap test first)
+            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1))
+            if len(later):
+                first_t = table_of[tuple(np.argmax(agree[later] >= r, axis=1) for r in range(1, per_key + 1))]
+                bit = (crowded_in[a[later], first_t >> 3] >> (first_t & 7).astype(np.uint8)) & 1
+                later = later[bit.astype(bool)]
             late = np.zeros(len(a), bool)
             if len(later):
                 late[later[_earlier_keys_crowded(equal[later], crowded_in[a[later]], tables[:t])]] = True
