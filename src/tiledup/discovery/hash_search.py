@@ -227,7 +227,7 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
                 first &= equal[:, k] & (agree[:, k] == rank)
             # ... or from the first table that did not crowd them, when every earlier one did
             # (only a pair whose first agreeing table crowded it can be one: a cheap test first)
-            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1))
+            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1)) if skipped else []
             if len(later):
                 first_t = table_of[tuple(np.argmax(agree[later] >= r, axis=1) for r in range(1, per_key + 1))]
                 bit = (crowded_in[a[later], first_t >> 3] >> (first_t & 7).astype(np.uint8)) & 1
