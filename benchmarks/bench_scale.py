@@ -7,8 +7,9 @@ Every rule has a `benchmark:` directive (RESULTS/benchmarks/<rule>[/<shard>].tsv
 Snakemake's wall seconds per job. CPU seconds and peak RSS come from each job's
 log, whose last line is the command's exact rusage (`tiledup <command>: X s CPU,
 peak RSS Y MB`); Snakemake's own cpu_time and max_rss sample the process tree
-every 30 s and read far too little (a 61 s candidates job: 2 s of CPU), so
-they are used only for logs without that line, marked "sampled". Per rule the
+every 30 s, so they are used for logs without that line, and where they see
+more (DataLoader workers started by a forkserver are not the command's
+children, so its rusage leaves them out): such rules are marked "30 s samples". Per rule the
 jobs' figures are added up (shard rules: over shards; RSS: the largest), with
 the discovery figures of metrics.json and candidates.parquet, into a Markdown
 table with a projection to the 192,556 Airbus chips:
@@ -126,10 +127,14 @@ def rule_costs(results: Path) -> dict[str, dict]:
         for row in rows[-1:]:  # the last run of the job
             cost["jobs"] += 1
             cost["wall"] += float(row["s"])
-            if used:
+            sampled = _number(row.get("cpu_time"))
+            if used:  # exact for the command and the children it waited for; worker processes that a
+                # forkserver started (DataLoader) are not its children: the sample may see more
                 cpu, rss = map(float, used[-1])
+                cost["exact"] &= cpu >= sampled
+                cpu = max(cpu, sampled)
             else:
-                cpu, rss, cost["exact"] = _number(row.get("cpu_time")), _number(row.get("max_rss")), False
+                cpu, rss, cost["exact"] = sampled, _number(row.get("max_rss")), False
             cost["cpu"] += cpu
             cost["rss"] = max(cost["rss"], rss, _number(row.get("max_rss")))
     return out
@@ -203,7 +208,7 @@ def table(runs: dict[int, dict], gpu_runs: dict[int, dict]) -> str:
             c = runs[n]["rules"].get(r)
             cells.append("-" if c is None else f"{fmt_s(c['wall'])} / {fmt_s(c['cpu'])} / {c['rss']:,.0f} MB")
         per_k = [runs[n]["rules"][r]["cpu"] / runs[n]["discovery"]["chips"] * 1000 for n in ns if r in runs[n]["rules"]]
-        sampled = "" if all(runs[n]["rules"].get(r, {}).get("exact", True) for n in ns) else " (CPU, RSS sampled)"
+        sampled = "" if all(runs[n]["rules"].get(r, {}).get("exact", True) for n in ns) else " (CPU: 30 s samples)"
         lines.append(f"| {r}{sampled} | " + " | ".join(cells) + f" | {per_k[0]:.1f} -> {per_k[-1]:.1f} |")
     lines.append("| **whole run** (wall) | " + " | ".join(
         "-" if np.isnan(runs[n]["wall"]) else fmt_s(runs[n]["wall"]) for n in ns) + " | |")
