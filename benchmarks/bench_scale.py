@@ -177,11 +177,15 @@ def pair_epochs(results: Path) -> int:
 
 
 def fit(ns: list[int], costs: list[float], n: int) -> float:
-    """cost(n) from cost = a + b n fitted to the measured points (a >= 0; one point: b = cost / N)."""
-    if len(ns) == 1 or len(set(ns)) == 1:
+    """cost(n) from cost = a + b n fitted to the measured points (one point: b = cost / N). No growth
+    seen (b <= 0): the largest measured cost; a < 0 (noise on a nearly proportional cost):
+    proportional to the largest N."""
+    if len(set(ns)) == 1:
         return costs[-1] / ns[-1] * n
     b, a = np.polyfit(ns, costs, 1)
-    if a < 0 or b < 0:  # noise on a nearly proportional cost: proportional to the largest N
+    if b <= 0:
+        return max(costs)
+    if a < 0:
         return costs[int(np.argmax(ns))] / max(ns) * n
     return a + b * n
 
