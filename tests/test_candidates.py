@@ -210,3 +210,23 @@ def test_find_candidates_reads_shards_and_writes_the_table(tmp_path):
     assert all(r["img1"] < r["img2"] for r in rows)
     assert [(r["img1"], r["img2"], r["tag"]) for r in rows] == sorted((r["img1"], r["img2"], r["tag"]) for r in rows)
     assert {(r["img1"], r["img2"], r["tag"]) for r in rows} == true_overlaps(chips)
+
+
+def test_a_match_found_only_through_crowded_keys_votes_but_does_not_place():
+    """40 tiles share their first 64 bits (a bucket over the cap in the first tables): the near pair
+    among them is found through its other blocks, votes, and is kept out of placement."""
+    from tiledup.discovery.candidates import search
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    codes[:, :8] = codes[0, :8]
+    codes[1] = codes[0]
+    codes[1, 20:26] ^= 1  # 6 bits: beyond smooth_radius, within the radius
+    h = TileHashes(image_ids=np.array([f"{k:02d}.jpg" for k in range(40)], dtype=object),
+                   image=np.arange(40), tile=np.zeros(40, np.int8), bmh=codes,
+                   digest=rng.integers(0, 2 ** 63, (40, 2)).astype(np.uint64), solid=np.zeros(40, bool))
+    matches, stats = search(h, radius=20, smooth_radius=4, min_complexity=4, strong_ratio=0.25, bucket_cap=10,
+                            repeat_cap=512, max_matches=64)
+    pair = matches[(matches.u == 0) & (matches.v == 1)]
+    assert len(pair) == 1 and pair.distance.iloc[0] == 6 and stats["structured"]["deferred"] >= 1
+    assert not pair.placing.iloc[0] and not pair.decisive.iloc[0] and stats["crowded_only"] >= 1

@@ -237,3 +237,17 @@ def test_cli_reports_bad_option(tmp_path, caplog):
     code = main(["demo", "--images", str(tmp_path / "i"), "--truth", str(tmp_path / "t.txt"),
                  "--layout", str(tmp_path / "l.parquet"), "--options", '{"keep": -1}'])
     assert code == 2 and "`keep` = -1.0 is outside" in caplog.text
+
+
+def test_chips_sets_the_number_of_scenes_and_keeps_the_scene_statistics():
+    """demo.chips: N gives about N chips from scenes of the configured kind, the overcast share kept."""
+    from tiledup.demo import _plan, scenes_for
+
+    for n in (2_000, 20_000):
+        scenes, overcast = scenes_for(n, 6, 1, 2, 3, 8, 8, 0.6)  # the config's defaults
+        assert overcast == round(scenes / 6)
+        plan = _plan(scenes, 2, 3, 8, 8, 0.6, seed=1)
+        chips = sum(len(kept) for passes in plan for kept in passes)
+        assert abs(chips - n) < 0.03 * n
+        assert abs(np.mean([len(passes) for passes in plan]) - 2.5) < 1.5 / np.sqrt(scenes)  # 3 sd
+    assert scenes_for(10, 6, 1, 2, 3, 8, 8, 0.6) == (1, 0)

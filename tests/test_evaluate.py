@@ -185,6 +185,28 @@ def test_youden_threshold():
         youden_threshold([True, True], [0.2, 0.3])
 
 
+
+def test_youden_threshold_equals_the_cut_by_cut_search():
+    """roc_curve gives exactly the thresholds of comparing every cut with every score, ties and
+    equally good cuts included (the lowest is chosen)."""
+    def cut_by_cut(y, s):
+        values = np.unique(s)
+        cuts = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+        tpr = (s[y][None, :] >= cuts[:, None]).mean(axis=1)
+        fpr = (s[~y][None, :] >= cuts[:, None]).mean(axis=1)
+        best = int(np.argmax(tpr - fpr))
+        return float(cuts[best]), float(tpr[best] - fpr[best])
+
+    rng = np.random.default_rng(1)
+    for n, levels in ((7, 3), (300, 10), (2000, 10**6), (500, 2)):
+        y = rng.random(n) < 0.4
+        y[:2] = [True, False]
+        s = rng.integers(0, levels, n) / levels + 0.3 * y * rng.random(n)
+        assert youden_threshold(y, s) == cut_by_cut(y, s)
+        assert youden_threshold(y, -s) == cut_by_cut(y, -s)  # the best cut may be the lowest or the highest
+    s = np.array([0.2, 0.2, 0.5, 0.5])
+    assert youden_threshold(np.array([True, False, True, False]), s) == cut_by_cut(np.array([True, False, True, False]), s)
+
 def test_each_chip_decoded_once(case):
     root, paths, _ = case
     from tiledup.scoring.overlaps import tile_lookup

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import os
+import resource
 import sys
 from importlib import metadata
 
@@ -442,6 +443,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands a person types (their console stays short); every other command is a rule's job.
+PEOPLES_COMMANDS = ("run", "compare", "check-split", "summary", "show-rejects")
+
+
+def resources_used(command: str) -> str:
+    """CPU seconds and peak RSS of this command and its finished worker processes, exact (from the
+    kernel's rusage; Snakemake's benchmark samples them every 30 s and misses short processes)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    rss = max(me.ru_maxrss, children.ru_maxrss) / 1024  # Linux: kB
+    return f"tiledup {command}: {cpu:.1f} s CPU, peak RSS {rss:.0f} MB"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # `tiledup run ... -- SNAKEMAKE ARGS`: the part after -- is Snakemake's, never parsed here
@@ -457,6 +471,8 @@ def main(argv=None) -> int:
     try:
         with stops.stop_on_signals():
             code = args.fn(args, _options(getattr(args, "options", "{}")))
+        if args.command not in PEOPLES_COMMANDS:  # a rule's job: its log ends with what it cost
+            log.info("%s", resources_used(args.command))
     except TiledupError as e:
         log.error("%s", e)
         return 2

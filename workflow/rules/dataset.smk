@@ -17,6 +17,8 @@ rule dataset:
         options=options("sample"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset.tsv"
     log:
         f"{RESULTS}/logs/dataset.log",
     shell:

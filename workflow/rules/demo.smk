@@ -7,6 +7,8 @@ rule demo:
         options=options("demo"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/demo.tsv"
     log:
         f"{RESULTS}/logs/demo.log",
     threads: 2

@@ -7,6 +7,8 @@ rule candidates:
         options=options("candidates"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/candidates.tsv"
     log:
         f"{RESULTS}/logs/candidates.log",
     shell:
@@ -31,6 +33,8 @@ rule verify:
         gpu=1,
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/verify.tsv"
     log:
         f"{RESULTS}/logs/verify.log",
     shell:
@@ -57,6 +61,8 @@ rule groups:
         options=options("groups"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/groups.tsv"
     log:
         f"{RESULTS}/logs/groups.log",
     shell:

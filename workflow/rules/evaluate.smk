@@ -37,6 +37,8 @@ rule evaluate:
         gpu=1,
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate.tsv"
     log:
         f"{RESULTS}/logs/evaluate.log",
     shell:

@@ -7,6 +7,8 @@ rule pair_shard:
         options=options("pairs"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/pair_shard/{{shard}}.tsv"
     log:
         f"{RESULTS}/logs/pairs/{{shard}}.log",
     shell:

@@ -13,6 +13,8 @@ checkpoint manifest:
         on_bad_truth=config["on_bad_truth"],
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/manifest.tsv"
     log:
         f"{RESULTS}/logs/manifest.log",
     shell:
@@ -34,6 +36,8 @@ rule tile_shard:
         options=options("tiles"),
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/tile_shard/{{shard}}.tsv"
     log:
         f"{RESULTS}/logs/tiles/{{shard}}.log",
     shell:
@@ -50,6 +54,8 @@ rule rejects:
         REJECTS,
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/rejects.tsv"
     log:
         f"{RESULTS}/logs/rejects.log",
     shell:

@@ -19,6 +19,8 @@ rule train:
         gpu=1,
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/train.tsv"
     log:
         f"{RESULTS}/logs/train.log",
     shell:

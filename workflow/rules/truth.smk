@@ -13,6 +13,8 @@ if TRUTH:
             on_bad_truth=config["on_bad_truth"],
         conda:
             "../../envs/tiledup.yaml"
+        benchmark:
+            f"{RESULTS}/benchmarks/truth.tsv"
         log:
             f"{RESULTS}/logs/truth.log",
         shell:

@@ -74,6 +74,15 @@ def _plan(scenes: int, passes_min: int, passes_max: int, rows: int, cols: int,
     return plan
 
 
+def scenes_for(chips: int, scenes: int, overcast_scenes: int, passes_min: int, passes_max: int,
+               rows: int, cols: int, keep: float) -> tuple[int, int]:
+    """(scenes, overcast scenes) for about `chips` chips: as many scenes of the configured kind as
+    that many chips need on average, and the configured share of them overcast."""
+    per_scene = (rows - GRID + 1) * (cols - GRID + 1) * keep * (passes_min + passes_max) / 2
+    n = max(1, int(round(chips / max(per_scene, 1.0))))
+    return n, int(round(overcast_scenes / scenes * n))
+
+
 def _pick(rng: np.random.Generator, n: int, share: float) -> set[int]:
     """round(share * n) of range(n), at random: scene kinds come in exact proportions."""
     return set(rng.permutation(n)[: int(round(share * n))].tolist())
@@ -119,12 +128,14 @@ def _render_scene(job) -> None:
 def generate(images_dir, truth_path, layout_path, *, seed: int, scenes: int, passes_min: int, passes_max: int,
              scene_rows: int, scene_cols: int, keep: float, quality_min: int, quality_max: int,
              offset_share: float, offset_level: float, hls_share: float, hls_level: float, dark_share: float,
-             coast_share: float, overcast_scenes: int, cloudy_share: float, cloud_cover: float,
+             coast_share: float, overcast_scenes: int, chips: int, cloudy_share: float, cloud_cover: float,
              border_share: float, ships_per_tile: float, noise: float, workers: int, **unknown) -> dict:
     """Render the demo: JPEG chips in images_dir, dup_truth at truth_path, layout Parquet at layout_path.
 
     Returns counts (chips, truth lines, duplicates). Keywords = the `demo` config block, plus
     `workers`: processes rendering scenes in parallel (the output does not depend on it).
+    chips > 0 replaces `scenes` with as many scenes as about that many chips need, the same
+    share of them overcast (scenes_for); 0 keeps `scenes`.
     """
     if unknown:
         raise TiledupError(f"unknown demo option(s): {', '.join(sorted(unknown))}")
@@ -146,6 +157,9 @@ def generate(images_dir, truth_path, layout_path, *, seed: int, scenes: int, pas
     dark_share = _check("dark_share", dark_share, float, 0.0, 1.0)
     coast_share = _check("coast_share", coast_share, float, 0.0, 1.0)
     overcast_scenes = _check("overcast_scenes", overcast_scenes, int, 0, scenes)
+    if _check("chips", chips, int, 0, 10_000_000):
+        scenes, overcast_scenes = scenes_for(chips, scenes, overcast_scenes, passes_min, passes_max,
+                                             rows, cols, keep)
     pass_opts = dict(
         cloudy_share=_check("cloudy_share", cloudy_share, float, 0.0, 1.0),
         cloud_cover=_check("cloud_cover", cloud_cover, float, 0.0, 0.45),
@@ -171,8 +185,11 @@ def generate(images_dir, truth_path, layout_path, *, seed: int, scenes: int, pas
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
+    by_scene: list[list] = [[] for _ in range(scenes)]  # one pass over the layout, not one per scene
+    for rec in layout:
+        by_scene[rec[1]].append(rec)
     jobs = [(seed, s, rows, cols, s in dark, s in coast, s in overcast, border_share, pass_opts, chip_opts,
-             [rec for rec in layout if rec[1] == s], len(plan[s]), str(tmp)) for s in range(scenes)]
+             by_scene[s], len(plan[s]), str(tmp)) for s in range(scenes)]
     try:
         # Spawning a worker costs about a second (imports), so small demos render in this process.
         if workers > 1 and scenes > 1 and sum(len(p) for p in plan) * rows * cols >= 256:

@@ -10,7 +10,9 @@
      its duplicate. Two solid tiles place chips but never vote;
    - tiles with content and equal pixel digests match for certain.
    A key shared by more than `bucket_cap` / `repeat_cap` tiles (cloud white,
-   no-data black, a repeated gradient) is not searched all against all, and a
+   no-data black, a repeated gradient) is not searched all against all: its
+   pairs are found through their other keys, and a match found only that way
+   (common hashes) votes but does not place chips. A
    tile with more than `max_matches` matches has a common hash: its matches are
    dropped (pixel-identical ones kept).
 2. Votes. A match of tile i of chip a with tile j of chip b says that b sits
@@ -93,16 +95,22 @@ def tile_offsets(tile_a: np.ndarray, tile_b: np.ndarray) -> tuple[np.ndarray, np
     return tile_a // GRID - tile_b // GRID, tile_a % GRID - tile_b % GRID
 
 
-def votes(h: TileHashes, matches: pd.DataFrame) -> pd.DataFrame:
-    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance."""
+def votes(h: TileHashes, matches: pd.DataFrame, crowded_votes: int) -> pd.DataFrame:
+    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance.
+
+    An overlap whose every match was found only through crowded keys needs crowded_votes of them.
+    """
     matches = matches[~matches.both_solid]  # no evidence for verify; they only place chips
     u, v = matches.u.to_numpy(), matches.v.to_numpy()
     dr, dc = tile_offsets(h.tile[u], h.tile[v])
     a, b, dr, dc = canonical_offsets(h.image[u], h.image[v], dr, dc)
     df = pd.DataFrame({"img1": a, "img2": b, "offset": offset_index(dr, dc),
-                       "distance": matches.distance.to_numpy(), "exact": matches.exact.to_numpy()})
+                       "distance": matches.distance.to_numpy(), "exact": matches.exact.to_numpy(),
+                       "crowded": matches.crowded_only.to_numpy()})
     out = df.groupby(["img1", "img2", "offset"], sort=True).agg(
-        votes=("distance", "size"), exact_votes=("exact", "sum"), best_distance=("distance", "min"))
+        votes=("distance", "size"), exact_votes=("exact", "sum"), best_distance=("distance", "min"),
+        crowded=("crowded", "all"))
+    out = out[~out.crowded | (out.votes >= crowded_votes)].drop(columns="crowded")
     return out.reset_index()
 
 
@@ -196,7 +204,8 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     """Tile matches of the whole dataset (see module doc, step 1), one row per pair of tiles u < v.
 
     Columns u, v (rows of h), distance, exact (equal digests), placing (may place chips:
-    exact, or both hashes have min_complexity), decisive (places chips alone: exact, or
+    exact, or both hashes have min_complexity and some search found the pair through a key
+    under its bucket cap), decisive (places chips alone: exact, or
     distance <= strong_ratio x the smaller complexity), both_solid (places chips, never votes).
     """
     n = len(h.image)
@@ -206,9 +215,10 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
                         "smooth": int((content & (cx < min_complexity)).sum())}
 
     def run(name, rows, matches):
-        found.append((rows[matches.i], rows[matches.j], matches.distance))
+        found.append((rows[matches.i], rows[matches.j], matches.distance, matches.deferred))
         stats[name] = {"tiles": int(len(rows)), "tables": matches.tables, "collisions": matches.collisions,
-                       "skipped_buckets": matches.skipped_buckets, "matches": int(len(matches.i)),
+                       "skipped_buckets": matches.skipped_buckets, "deferred": int(matches.deferred.sum()),
+                       "matches": int(len(matches.i)),
                        "seconds": round(matches.seconds, 1)}
 
     # a hash that more than repeat_cap tiles share exactly is common: left out of both searches
@@ -222,51 +232,61 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     run("structured", rows, near_pairs(h.bmh[rows], radius, bucket_cap, group=h.image[rows]))
     rows = np.flatnonzero(content)
     i, j, skipped = equal_pairs(h.digest[rows], repeat_cap, group=h.image[rows])
-    found.append((rows[i], rows[j], np.zeros(len(i), np.int16)))
+    found.append((rows[i], rows[j], np.zeros(len(i), np.int16), np.zeros(len(i), bool)))
     stats["equal_digests"] = {"matches": int(len(i)), "skipped_buckets": skipped}
 
     # one row per tile pair (the searches overlap); the distance is the same in each
-    key, first = np.unique(np.concatenate([u * n + v for u, v, _ in found]), return_index=True)
+    key, first, inverse = np.unique(np.concatenate([u * n + v for u, v, _, _ in found]), return_index=True,
+                                    return_inverse=True)
     u, v = key // n, key % n
-    dist = np.concatenate([d for _, _, d in found]).astype(np.int16)[first]
+    dist = np.concatenate([d for _, _, d, _ in found]).astype(np.int16)[first]
+    # found only through crowded keys (every search that found it): hashes common enough to
+    # crowd a bucket vote for an overlap but do not place chips (measured: placing with them
+    # joined chips of other scenes, development demo seed 1: 5,447 misplaced candidates)
+    crowded_only = np.ones(len(key), bool)
+    np.logical_and.at(crowded_only, inverse.ravel(), np.concatenate([late for _, _, _, late in found]))
     exact = (h.digest[u] == h.digest[v]).all(axis=1)
     # a tile matching more tiles than one place can show (9 chips per pass, a few passes) has a
     # common hash: its matches say nothing about where it is (pixel-identical ones excepted)
     common_tile = np.bincount(np.r_[u, v], minlength=n) > max_matches
     keep = exact | ~(common_tile[u] | common_tile[v])
     stats["common_tiles"] = int(common_tile.sum())
-    u, v, dist, exact = u[keep], v[keep], dist[keep], exact[keep]
+    u, v, dist, exact, crowded_only = u[keep], v[keep], dist[keep], exact[keep], crowded_only[keep]
     structure = np.minimum(cx[u], cx[v])
-    placing = exact | (structure >= min_complexity)
+    placing = exact | ((structure >= min_complexity) & ~crowded_only)
     decisive = exact | (placing & (dist <= strong_ratio * structure))
-    stats.update(tile_matches=int(len(u)), placing=int(placing.sum()), decisive=int(decisive.sum()))
+    stats.update(tile_matches=int(len(u)), placing=int(placing.sum()), decisive=int(decisive.sum()),
+                 crowded_only=int(crowded_only.sum()))
     return pd.DataFrame({"u": u, "v": v, "distance": dist, "exact": exact, "placing": placing,
-                         "decisive": decisive, "both_solid": h.solid[u] & h.solid[v]}), stats
+                         "decisive": decisive, "both_solid": h.solid[u] & h.solid[v],
+                         "crowded_only": crowded_only}), stats
 
 
 def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes) -> None:
+                  place_votes, crowded_votes) -> None:
     if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_complexity <= 448 and strong_ratio >= 0
-            and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1):
+            and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1
+            and crowded_votes >= 1):
         raise TiledupError(
             "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_complexity <= 448, "
-            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1; got "
+            "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1, "
+            "crowded_votes >= 1; got "
             f"radius={radius}, smooth_radius={smooth_radius}, min_complexity={min_complexity}, "
             f"strong_ratio={strong_ratio}, bucket_cap={bucket_cap}, repeat_cap={repeat_cap}, "
-            f"max_matches={max_matches}, place_votes={place_votes}")
+            f"max_matches={max_matches}, place_votes={place_votes}, crowded_votes={crowded_votes}")
 
 
 def candidates(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
                bucket_cap: int, repeat_cap: int, max_matches: int, place_votes: int,
-               implied: bool) -> tuple[pd.DataFrame, dict]:
+               crowded_votes: int, implied: bool) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes)
+                  place_votes, crowded_votes)
     matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_complexity=min_complexity,
                             strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap,
                             max_matches=max_matches)
-    found = votes(h, matches).assign(how="hash")
+    found = votes(h, matches, crowded_votes).assign(how="hash")
     lattice, stats["placement"] = place(matches, h, place_votes, smooth_radius)
     if implied:
         more = implied_pairs(lattice).merge(found[["img1", "img2", "offset"]], how="left", indicator=True)

@@ -12,11 +12,15 @@ verified collisions, so it grows with the radius; keys of two blocks
 
 A key shared by more than `bucket_cap` codes (a hash many tiles have: flat
 gradients, repeated texture) is skipped rather than expanded into all its
-pairs. A pair is reported only by the first blocks it agrees on, so a pair whose
-first key is such a crowded one is dropped too, even if later blocks agree: the
-codes are common, and searching them further (measured on the default demo)
-doubles the candidates, places chips on the lattice worse and lowers the
-candidate recall (99.72 % -> 99.50 %). `Matches.crowded` marks those codes.
+pairs. A pair whose first agreeing blocks key such a crowded bucket is then
+reported by the first later table that keys it to a bucket under the cap, once:
+each code remembers which tables crowded it (one bit per table), and a pair is
+reported by table t when t keys it to an uncrowded bucket and every earlier
+table that also keys the pair together crowded it. So no pair is lost because
+its first key is crowded; only a pair every one of whose agreeing keys is
+crowded is not searched (both codes then share all those keys with more than
+`bucket_cap` others). `Matches.deferred` marks the pairs found that way,
+`Matches.crowded` marks the codes some table crowded.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Matches:
     collisions: int  # pairs that shared a key (verified, before the radius check and dedup)
     skipped_buckets: int  # keys shared by more than bucket_cap codes (summed over tables)
     crowded: np.ndarray  # (n,) bool: the code shares some key with more than bucket_cap codes
+    deferred: np.ndarray  # (pairs,) bool: reported by a later table, their first agreeing keys crowded
     seconds: float
 
 
@@ -172,11 +177,15 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     width = np.diff(np.linspace(0, bits, m + 1).round().astype(int))
     row_bits = max(1, int(n - 1).bit_length())
     found_i, found_j, found_d = [], [], []
+    found_late = []
     collisions = skipped = 0
-    crowded = np.zeros(n, bool)
     tables = list(combinations(range(m), per_key))
+    crowded_in = np.zeros((n, -(-len(tables) // 8)), np.uint8)  # bit t: table t crowded the code
+    table_of = np.zeros((m,) * per_key, np.int64)  # blocks -> their table's index
+    for t, combo in enumerate(tables):
+        table_of[combo] = t
     progress = Progress(f"hash search within {radius} bits", len(tables), "tables", log=log)
-    for combo in tables:
+    for t, combo in enumerate(tables):
         key, exact = _key(blk, combo, width)
         if not exact or width[list(combo)].sum() + row_bits <= 64:
             # key (a mixed key: its top bits) and row packed into one word: one sort, ~10x faster
@@ -189,7 +198,7 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             order = np.argsort(key, kind="stable")
             key = key[order]
         starts, sizes, over, n_over = _buckets(key, bucket_cap)
-        crowded[order[over]] = True
+        crowded_in[order[over], t >> 3] |= np.uint8(1 << (t & 7))
         skipped += n_over
         for a, b in _same_key_pairs(starts, sizes, order, group):
             collisions += len(a)
@@ -203,6 +212,18 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
             first = np.ones(len(a), bool)
             for rank, k in enumerate(combo, 1):
                 first &= equal[:, k] & (agree[:, k] == rank)
+            # ... or from the first table that did not crowd them, when every earlier one did
+            # (only a pair whose first agreeing table crowded it can be one: a cheap test first)
+            later = np.flatnonzero(~first & equal[:, list(combo)].all(axis=1)) if skipped else []
+            if len(later):
+                first_t = table_of[tuple(np.argmax(agree[later] >= r, axis=1) for r in range(1, per_key + 1))]
+                bit = (crowded_in[a[later], first_t >> 3] >> (first_t & 7).astype(np.uint8)) & 1
+                later = later[bit.astype(bool)]
+            late = np.zeros(len(a), bool)
+            if len(later):
+                late[later[_earlier_keys_crowded(equal[later], crowded_in[a[later]], tables[:t])]] = True
+            first |= late
+            found_late.append(late[first])
             found_i.append(np.minimum(a[first], b[first]))
             found_j.append(np.maximum(a[first], b[first]))
             found_d.append(d[first])
@@ -210,4 +231,19 @@ def near_pairs(codes: np.ndarray, radius: int, bucket_cap: int, group: np.ndarra
     progress.done()
     cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
     return Matches(cat(found_i, np.int64), cat(found_j, np.int64), cat(found_d, np.int16), len(tables),
-                   collisions, skipped, crowded, time.perf_counter() - start)
+                   collisions, skipped, crowded_in.any(axis=1), cat(found_late, bool), time.perf_counter() - start)
+
+
+def _earlier_keys_crowded(equal: np.ndarray, crowded_in: np.ndarray, earlier: list[tuple[int, ...]],
+                          block: int = 1 << 15) -> np.ndarray:
+    """Pairs (equal: (p, m) blocks that agree; crowded_in: (p, bytes) a code's table bits) whose every
+    earlier table keying both codes alike crowded them: (p,) bool."""
+    if not earlier:
+        return np.zeros(len(equal), bool)
+    combos = np.array(earlier)
+    out = np.empty(len(equal), bool)
+    for s in range(0, len(equal), block):  # bounded memory: block x tables x per_key
+        agree = equal[s:s + block][:, combos].all(axis=2)  # (p, tables before)
+        bits = np.unpackbits(crowded_in[s:s + block], axis=1, bitorder="little")[:, : len(earlier)]
+        out[s:s + block] = ~(agree & ~bits.astype(bool)).any(axis=1)
+    return out
