@@ -24,7 +24,7 @@ from tiledup.tiles.manifest import remove_stale_shards
 
 from procs import kill_tagged, tagged, tagged_env, wait_until
 
-FAST = ["--set", "train.epochs=1", "--set", "train.model.width=8", "--set", "sample.pairs=200",
+FAST = ["--set", "train.epochs=1", "--set", "train.model.width=8", "--set", "train.pretrained=none", "--set", "sample.pairs=200",
         "--set", "evaluate.val_pairs=200", "--set", "evaluate.val_repeats=1", "--set", "shards=3"]
 
 
