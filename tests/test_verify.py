@@ -158,3 +158,20 @@ def test_purity_when_verify_found_no_duplicate(with_layout):
     layout = pd.DataFrame({"image_id": ["a.jpg", "b.jpg"], "scene": [0, 0], "pass": [0, 0]}) if with_layout else None
     out = purity(groups, overlaps, truth, layout)
     assert out["n_groups"] == 2 and out["n_multi_image_groups"] == 0 and out["n_impure"] == 0
+
+
+def test_verify_with_no_candidates_writes_empty_outputs(run, tmp_path):
+    """Chips that overlap nothing: no candidate, so an empty overlaps table and a truth of header lines only."""
+    from tiledup.discovery.candidates import CANDIDATE_SCHEMA
+
+    _, paths, out, _, _ = run
+    empty = tmp_path / "candidates.parquet"
+    pq.write_table(pq.read_table(out["candidates_path"]).schema.empty_table(), empty)
+    assert pq.read_table(empty).num_rows == 0 and pq.read_table(empty).schema.equals(CANDIDATE_SCHEMA)
+    verify(empty, paths["images_dir"], paths["model_path"], paths["tiles_paths"], tmp_path / "overlaps.parquet",
+           tmp_path / "found.txt", device="cpu")
+    table = pq.read_table(tmp_path / "overlaps.parquet")
+    assert table.num_rows == 0 and table.schema == OVERLAP_SCHEMA
+    lines = (tmp_path / "found.txt").read_text().splitlines()
+    assert lines and all(line.startswith("#") for line in lines)
+    assert read_truth(tmp_path / "found.txt")[0].empty

@@ -59,6 +59,8 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     n = len(overlaps)
     codes, uniques = pd.factorize(pd.concat([overlaps.img1, overlaps.img2], ignore_index=True))
+    if n == 0:  # reverse Cuthill-McKee fails on an empty graph
+        return np.zeros(0, np.int64), codes
     a, b = codes[:n], codes[n:]
     graph = coo_matrix((np.ones(2 * n, np.int8), (np.r_[a, b], np.r_[b, a])),
                        shape=(len(uniques), len(uniques))).tocsr()
