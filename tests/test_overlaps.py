@@ -16,7 +16,7 @@ from tiledup.grid import TILE, tag_tile_pairs
 from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.scoring.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
-                              aggregate, check_evidence, expand, score_pairs, solid_evidence)
+                                      TileTable, aggregate, check_evidence, expand, score_pairs, solid_evidence)
 
 RNG = np.random.default_rng(7)
 
@@ -36,6 +36,17 @@ def _waves(level, amplitude) -> np.ndarray:
     return np.asarray(level, np.float32) + amplitude * tex[..., None] * np.array([0.8, 1.0, 1.4])
 
 
+def table_of(solid: dict, dominant: dict | None = None) -> TileTable:
+    """A TileTable from (image, tile) -> solid flag and colour (black where not given); hashes zero."""
+    images = sorted({i for i, _ in solid})
+    n = len(images)
+    return TileTable(np.array(images, object),
+                     np.array([[solid[(i, t)] for t in range(9)] for i in images], bool),
+                     np.array([[(dominant or {}).get((i, t), (0, 0, 0)) for t in range(9)] for i in images],
+                              np.uint8).reshape(n, 9, 3),
+                     np.zeros((n, 9, 32), np.uint8), np.zeros((n, 9, 96), np.uint8))
+
+
 def _outcome(t1, s1, t2, s2):
     return solid_evidence(t1, s1, t2, s2)
 
@@ -53,8 +64,9 @@ def test_two_solid_tiles_of_one_colour_are_no_evidence():
                                     ((255, 255, 255), (18, 52, 128)), ((90, 110, 100), (200, 200, 200))])
 def test_two_solid_tiles_of_clearly_different_colours_are_not_duplicates(c1, c2):
     assert _outcome(_flat(c1), True, _flat(c2), True) == NOT_DUP
+    solid = {(i, t): (i, t) in (("a", 8), ("b", 0)) for i in "ab" for t in range(9)}
     pairs = expand(pd.DataFrame({"img1": ["a"], "img2": ["b"], "tag": ["88"]}),
-                   {("a", 8): True, ("b", 0): True}, {("a", 8): np.array(c1), ("b", 0): np.array(c2)})
+                   table_of(solid, {("a", 8): c1, ("b", 0): c2}))
     assert list(pairs.evidence) == [NOT_DUP]  # decided from the tile table alone
 
 
@@ -95,7 +107,7 @@ def test_evidence_options_are_checked():
 def test_expand_marks_each_kind():
     solid = {("x", t): t in (0, 1, 2) for t in range(9)} | {("y", t): t in (0, 1) for t in range(9)}
     dominant = {k: np.array((0, 0, 0)) for k in solid} | {("y", 1): np.array((255, 255, 255))}
-    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, dominant)
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), table_of(solid, dominant))
     assert list(pairs.evidence) == [SOLID, NOT_DUP, SOLID] + [TEXTURE] * 6
     assert pairs.informative.all()
 
@@ -108,20 +120,15 @@ def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
     Every pair is solid on both sides, so the old rule left the overlap undecidable."""
     ids = ["73fec0637.jpg", "9a2f9d347.jpg"]
     chips = {i: read_chip(real_data / "airbus_samples" / i) for i in ids}
-    table = {}
-    for i, chip in chips.items():
-        h = hash_tiles(cut_tiles(chip))
-        for t in range(9):
-            table[(i, t)] = {"bmh": h["bmh"][t].tobytes(), "bmh96": h["bmh96"][t].tobytes(),
-                             "solid": bool(h["solid"][t]), "dominant": h["dominant"][t]}
-    assert all(v["solid"] for v in table.values())
+    h = [hash_tiles(cut_tiles(chips[i])) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    assert table.solid.all()
     unequal = [int((cut_tiles(chips[ids[0]])[t] != cut_tiles(chips[ids[1]])[u]).sum())
                for t, u in tag_tile_pairs("08")]
     assert unequal == [0, 976, 196, 0, 0, 0, 0, 0, 0]
 
     overlaps = pd.DataFrame({"img1": [ids[0]], "img2": [ids[1]], "tag": ["08"]})
-    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()},
-                   {k: v["dominant"] for k, v in table.items()})
+    pairs = expand(overlaps, table)
     cache = ChipCache(real_data / "airbus_samples")
     scored = score_pairs(pairs, table, cache, model=None, batch_size=8)  # no textured pair: DupNet not needed
     assert list(scored.evidence) == [NOT_DUP] and (scored.tile1 == 1).all()

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import TAGS, tag_offset
-from tiledup.scoring.overlaps import ChipCache, score_overlaps
+from tiledup.scoring.overlaps import ChipCache, TileTable, score_overlaps
 from tiledup.tiles.shard import tile_chip
 
 
@@ -27,16 +27,14 @@ def compare(path_a, path_b, model_path, *, device: str = "auto", batch_size: int
     from tiledup.model.dupnet import load_dupnet
 
     a, b = (str(Path(p).resolve()) for p in (path_a, path_b))
-    tables = {}
-    for image in (a, b):
-        cols = tile_chip(image)  # RejectedImage (a TiledupError) names the file
-        for t in range(len(cols["solid"])):
-            tables[(image, t)] = {"bmh": cols["bmh"][t].tobytes(), "bmh96": cols["bmh96"][t].tobytes(),
-                                  "solid": bool(cols["solid"][t]), "dominant": cols["dominant"][t]}
+    images = sorted({a, b})
+    cols = [tile_chip(image) for image in images]  # RejectedImage (a TiledupError) names the file
+    table = TileTable(np.array(images, object), *(np.stack([c[k] for c in cols])
+                                                  for k in ("solid", "dominant", "bmh", "bmh96")))
     overlaps = pd.DataFrame({"img1": a, "img2": b, "tag": list(TAGS)})
     model = load_dupnet(model_path, device)
     # absolute paths as image ids: the cache joins them to "/" unchanged
-    scored, pairs = score_overlaps(overlaps, tables, ChipCache("/"), model, batch_size)
+    scored, pairs = score_overlaps(overlaps, table, ChipCache("/"), model, batch_size)
     scored = scored[scored.decidable].copy()
     offsets = np.array([tag_offset(t) for t in scored.tag]).reshape(-1, 2)
     scored["dr"], scored["dc"] = offsets[:, 0], offsets[:, 1]

@@ -35,7 +35,11 @@ from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("bmh", "bmh96", "pixel_eq", "pixel_mad")  # kept beside DupNet's score
+# Kept beside DupNet's score because they cost next to nothing: bmh and bmh96 come from the tile
+# table, pixel_eq and pixel_mad from one cv2.absdiff of pixels already decoded. phash, dhash and
+# colorhash (about 1 ms per tile) are left to the evaluation, which reads none of verify's columns.
+BASELINES = ("bmh", "bmh96", "pixel_eq", "pixel_mad")
+METHODS = ("dupnet", *BASELINES)  # all that verify scores
 OVERLAP_SCHEMA = pa.schema([
     ("img1", pa.string()),
     ("img2", pa.string()),
@@ -90,7 +94,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     images = set(cands.img1) | set(cands.img2)
     tiles = read_parquets(tiles_paths, TILE_COLUMNS, "tile table")
     table = tile_lookup(tiles, images)
-    missing = sorted(images - {image for image, _ in table})
+    missing = sorted(images - set(table.images))
     if missing:
         raise TiledupError(f"{candidates_path}: {len(missing)} image(s) not in the tile tables, e.g. "
                            f"{', '.join(missing[:5])} (re-run the workflow)")
@@ -114,7 +118,8 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
             cache.expect(name_of[c] for c in hold)
             held |= hold
-            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence)
+            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
+                                       methods=METHODS)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
             finished = {c for c in held if last_chunk[c] == k}
             cache.release(name_of[c] for c in finished)
