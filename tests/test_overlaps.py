@@ -12,11 +12,12 @@ import pytest
 
 from tiledup.model.augment import jpeg_roundtrip
 from tiledup.run.errors import TiledupError
-from tiledup.grid import TILE, tag_tile_pairs
+from tiledup.grid import TAGS, TILE, tag_tile_pairs
 from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
-from tiledup.scoring.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
-                                      TileTable, aggregate, check_evidence, expand, score_pairs, solid_evidence)
+from tiledup.scoring.overlaps import (EVIDENCE_DEFAULTS, METHODS, NO_EVIDENCE, NOT_DUP, SAME, SOLID, TEXTURE, ChipCache,
+                                      TileTable, aggregate, certain_pairs, check_evidence, corner_pixels, expand,
+                                      residual_levels, score_overlaps, score_pairs, solid_evidence)
 
 RNG = np.random.default_rng(7)
 
@@ -135,3 +136,99 @@ def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
     out = aggregate(overlaps, pairs, scored)
     assert out.decidable[0] and all(out[m][0] == 0 for m in METHODS)
     assert cache.chips == {}  # every announced use was taken
+
+
+# ---------------------------------------------------------------- certain evidence on real chips
+
+SAME_OPTIONS = {k: v for k, v in EVIDENCE_DEFAULTS.items() if k.startswith("same_")}
+
+
+def _real_tiles(real_data, image_id):
+    return cut_tiles(read_chip(real_data / "airbus_samples" / f"{image_id}.jpg"))
+
+
+def _processed(tile, offset):
+    """The tile as another chip of the same acquisition holds it: a per-channel offset, then JPEG."""
+    return _jpeg(tile.astype(np.float32) + np.asarray(offset, np.float32))
+
+
+def test_real_duplicates_are_certain_and_their_wrong_offsets_are_not(real_data):
+    """Among every overlap (25 tags) of 7 real chips, exactly the pairs equal up to JPEG noise are certain:
+    908f11dd6 / c5d9bc753 (02), 4add7aa1d / 8ce769141 (05), 770c46cd4 / c2955cd21 (25), and 8d5521663,
+    which overlaps both of the last two (checked by eye). Every other overlap of these chips, some
+    of them one tile off inside the same scene, is not."""
+    ids = ["4add7aa1d.jpg", "770c46cd4.jpg", "8ce769141.jpg", "8d5521663.jpg", "908f11dd6.jpg",
+           "c2955cd21.jpg", "c5d9bc753.jpg"]
+    h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i))) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    overlaps = pd.DataFrame([(a, b, t) for k, a in enumerate(ids) for b in ids[k + 1:] for t in TAGS],
+                            columns=["img1", "img2", "tag"])
+    out, _ = score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), None, 64, methods=("pixel_mad",))
+    certain = {(r.img1[:-4], r.img2[:-4], r.tag) for r in out[out.certain].itertuples()}
+    assert certain == {("908f11dd6", "c5d9bc753", "02"), ("4add7aa1d", "8ce769141", "05"),
+                       ("770c46cd4", "c2955cd21", "25"), ("770c46cd4", "8d5521663", "05"),
+                       ("8d5521663", "c2955cd21", "28")}
+    assert len(out) == 21 * 25 and out.decidable.sum() > 400  # the others were decidable, and not certain
+
+
+def test_a_textured_real_tile_and_its_processed_copy_are_certain(real_data):
+    """The positive control of the two tests below: real texture survives an offset and a JPEG round trip."""
+    tile = _real_tiles(real_data, "908f11dd6")[4]
+    assert certain_pairs(tile[None], _processed(tile, (3, -2, 5))[None], **SAME_OPTIONS).all()
+
+
+def test_a_flat_real_pair_is_not_certain(real_data):
+    """Near-flat real sea (tile 4 of 119d6a3d6, textured by the tile stage's rule, std about 1 level):
+    its processed copy agrees within JPEG noise, but nothing in it pins the shift or the time."""
+    tile = _real_tiles(real_data, "119d6a3d6")[4]
+    copy = _processed(tile, (2, 2, 2))
+    mean, top = residual_levels(tile[None], copy[None])
+    assert mean[0] <= SAME_OPTIONS["same_mean_levels"] and top[0] <= SAME_OPTIONS["same_max_levels"]
+    assert corner_pixels(tile, SAME_OPTIONS["same_corner_levels"], SAME_OPTIONS["same_corner_ratio"]) < SAME_OPTIONS["same_corners"]
+    assert not certain_pairs(tile[None], copy[None], **SAME_OPTIONS).any()
+
+
+def test_a_straight_edge_pair_is_not_certain(real_data):
+    """Real dark sea (tile 1 of 119d6a3d6) with one straight bright edge across it (a coast, a band):
+    the pixels agree, but any shift along the edge would agree as well."""
+    tile = _real_tiles(real_data, "119d6a3d6")[1].astype(np.float32)
+    y, x = np.mgrid[0:TILE, 0:TILE]
+    tile[(x + 0.6 * y) > 180] += 90
+    tile = _jpeg(tile)
+    copy = _processed(tile, (-3, 1, 4))
+    mean, top = residual_levels(tile[None], copy[None])
+    assert mean[0] <= SAME_OPTIONS["same_mean_levels"] and top[0] <= SAME_OPTIONS["same_max_levels"]
+    assert corner_pixels(tile, SAME_OPTIONS["same_corner_levels"], SAME_OPTIONS["same_corner_ratio"]) < SAME_OPTIONS["same_corners"]
+    assert not certain_pairs(tile[None], copy[None], **SAME_OPTIONS).any()
+
+
+def test_aggregate_certain_and_decision():
+    """An overlap of SAME pairs only is certain with decision 1 whatever DupNet scored; one SAME pair
+    and one textured pair decide by the textured pair; DupNet's own column is left as scored."""
+    overlaps = pd.DataFrame({"img1": ["a", "a"], "img2": ["b", "c"], "tag": ["08", "08"]})
+    pairs = pd.DataFrame({"overlap": [0, 0, 1, 1]})
+    scored = pd.DataFrame({"overlap": [0, 0, 1, 1], "evidence": [SAME, SAME, SAME, TEXTURE],
+                           "dupnet": np.array([0.01, 0.9, 0.02, 0.7], np.float32)})
+    out = aggregate(overlaps, pairs, scored)
+    assert list(out.certain) == [True, False] and list(out.n_same) == [2, 1]
+    assert np.allclose(out.decision, [1.0, 0.7]) and np.allclose(out.dupnet, [0.01, 0.02])
+
+
+def test_certain_first_skips_dupnet_on_certain_pairs_only(real_data):
+    """verify's way (certain_first): DupNet does not score SAME pairs, whose decision it cannot change;
+    every overlap's decision is that of the full scoring."""
+    from tiledup.model.dupnet import MODEL_DEFAULTS, DupNet
+
+    ids = ["908f11dd6.jpg", "c5d9bc753.jpg"]
+    h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i))) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    overlaps = pd.DataFrame({"img1": ids[0], "img2": ids[1], "tag": list(TAGS)})
+    model = DupNet(**MODEL_DEFAULTS).eval()  # untrained: its scores are arbitrary, the decision rule is not
+    runs = [score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), model, 16, certain_first=first)
+            for first in (False, True)]
+    (full, full_pairs), (fast, fast_pairs) = runs
+    same = fast_pairs.evidence == SAME
+    assert same.sum() == 3 and fast_pairs.dupnet[same].isna().all() and fast_pairs.dupnet[~same].notna().all()
+    assert not full_pairs.dupnet.isna().any()
+    assert np.allclose(full.decision, fast.decision, equal_nan=True) and (full.certain == fast.certain).all()
+    assert fast.decision[fast.tag == "02"].item() == 1.0

@@ -69,7 +69,8 @@ def test_verify_scores_an_overlap_exactly_as_the_evaluation(run):
     assert len(both) >= 5
     assert (both.n_informative == both.n_informative_eval).all()
     decided = both[both.n_informative > 0]
-    assert np.allclose(decided.score, decided.dupnet, atol=1e-5)
+    assert np.allclose(decided.score, decided.decision, atol=1e-5)  # certain evidence first, then DupNet
+    assert (decided.certain == decided.certain_eval).all()
     assert np.allclose(decided.bmh, decided.bmh_eval) and np.allclose(decided.pixel_mad, decided.pixel_mad_eval)
 
 
@@ -125,7 +126,7 @@ def test_compare_prints_every_decidable_overlap_with_the_models_tile_scores(run,
     ta, tb = cut_tiles(read_chip(a)), cut_tiles(read_chip(b))
     pairs = tag_tile_pairs("18")
     want = predict(model, np.stack([ta[i] for i, _ in pairs]), np.stack([tb[j] for _, j in pairs]))
-    got = [float(x.split(":")[1]) for x in rows["18"].split()[7:]]
+    got = [float(x.split(":")[1].rstrip("=")) for x in rows["18"].split()[8:]]
     assert np.allclose(got, want, atol=1e-3)
     best = max(rows, key=lambda t: float(rows[t].split()[4]))
     assert f"best: tag {best} " in text

@@ -2,10 +2,13 @@
 
 Each candidate goes through tiledup.scoring.overlaps, the code the evaluation uses on a
 dup_truth file: expanded into its tile pairs, tile pairs that carry no evidence
-left out, the others scored by DupNet and the baselines, and the overlap's
-score is the minimum over its informative tile pairs. An overlap is a
-duplicate when DupNet's score reaches `dupnet_threshold` (0.5, as in the
-evaluation: no threshold is fitted on any truth); an overlap with no
+left out, certain evidence first (a textured pair equal up to JPEG noise on real
+structure is a certain duplicate, SAME), the others scored by DupNet, and the
+overlap's score is the minimum over its informative tile pairs, a SAME pair
+counting 1.0 (`decision`). So an overlap whose evidence pairs are all SAME
+(`certain`) is a duplicate whatever DupNet says, and any other is a duplicate
+when DupNet's score over its other pairs reaches `dupnet_threshold` (0.5, as in
+the evaluation: no threshold is fitted on any truth); an overlap with no
 informative tile pair is undecidable (is_dup null), never guessed.
 
 Candidates are scored in chunks of about `chunk` overlaps, in an order that
@@ -48,8 +51,9 @@ OVERLAP_SCHEMA = pa.schema([
     ("votes", pa.int32()),            # tile matches that voted for it
     ("n_tile_pairs", pa.int8()),
     ("n_informative", pa.int8()),
-    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs; null if undecidable
+    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs, SAME pairs 1.0; null if undecidable
     ("is_dup", pa.bool_()),           # score >= threshold; null if undecidable
+    ("certain", pa.bool_()),          # every informative tile pair SAME (a certain duplicate); null if undecidable
     *[(m, pa.float32()) for m in BASELINES],
 ])
 CANDIDATE_COLUMNS = ["img1", "img2", "tag", "how", "votes"]
@@ -119,7 +123,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             cache.expect(name_of[c] for c in hold)
             held |= hold
             scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
-                                       methods=METHODS)
+                                       methods=METHODS, certain_first=True)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
             finished = {c for c in held if last_chunk[c] == k}
             cache.release(name_of[c] for c in finished)
@@ -131,15 +135,15 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     write_parquet(out, overlaps_path)
     write_text(truth_text(out, dupnet_threshold), truth_path)
     decided = scored.decidable.to_numpy(bool)
-    dups = int((decided & (scored.dupnet.to_numpy() >= dupnet_threshold)).sum())
-    log.info("%d candidate overlaps: %d duplicates, %d not, %d undecidable; %d chips decoded for %d "
-             "images in %.1f s", len(out), dups, int(decided.sum()) - dups, int((~decided).sum()),
-             cache.decodes, len(images), time.perf_counter() - start)
+    dups = int((decided & (scored.decision.to_numpy() >= dupnet_threshold)).sum())
+    log.info("%d candidate overlaps: %d duplicates (%d of them certain), %d not, %d undecidable; %d chips "
+             "decoded for %d images in %.1f s", len(out), dups, int(scored.certain.sum()), int(decided.sum()) - dups,
+             int((~decided).sum()), cache.decodes, len(images), time.perf_counter() - start)
     return scored
 
 
 def _empty(cands: pd.DataFrame) -> pd.DataFrame:
-    out = cands.assign(n_tile_pairs=0, n_informative=0, decidable=False, dupnet=np.float32(0))
+    out = cands.assign(n_tile_pairs=0, n_informative=0, decidable=False, decision=np.float32(0), certain=False)
     for m in BASELINES:
         out[m] = np.float32(0)
     return out
@@ -148,7 +152,7 @@ def _empty(cands: pd.DataFrame) -> pd.DataFrame:
 def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
     """overlaps.parquet from scored candidates (score columns named by method, as overlaps.aggregate gives)."""
     undecided = ~scored.decidable.to_numpy(bool)
-    score = scored.dupnet.to_numpy(np.float32)
+    score = scored.decision.to_numpy(np.float32)
     cols = {
         "img1": pa.array(scored.img1.astype(str), pa.string()),
         "img2": pa.array(scored.img2.astype(str), pa.string()),
@@ -159,6 +163,7 @@ def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
         "n_informative": pa.array(scored.n_informative.to_numpy(np.int8), pa.int8()),
         "score": pa.array(score, pa.float32(), mask=undecided),
         "is_dup": pa.array(score >= threshold, pa.bool_(), mask=undecided),
+        "certain": pa.array(scored.certain.to_numpy(bool), pa.bool_(), mask=undecided),
     }
     for m in BASELINES:
         cols[m] = pa.array(scored[m].to_numpy(np.float32), pa.float32(), mask=undecided)
@@ -167,7 +172,8 @@ def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
 
 def truth_text(overlaps: pa.Table, threshold: float) -> str:
     """dup_truth lines for the decided overlaps; undecidable ones as comments to review."""
-    lines = [f"# tiledup verify: DupNet's decision (score >= {threshold}) on every candidate overlap.",
+    lines = [f"# tiledup verify: the decision on every candidate overlap (certain evidence, else DupNet's "
+             f"score >= {threshold}).",
              "# Format: img1 img2 tag is_dup. Review it, then use it as `truth`.",
              "# Undecidable overlaps (every tile pair solid on both sides) are commented out."]
     d = overlaps.select(["img1", "img2", "tag", "is_dup"]).to_pylist()

@@ -10,7 +10,20 @@ evidence pairs, for every method (all are similarities).
 The evidence rule, the same for every method (`EVIDENCE_DEFAULTS`, config
 `evidence`):
 
-- both tiles textured: evidence, scored by each method;
+- both tiles textured: evidence, scored by each method. Such a pair is moreover
+  a certain duplicate (SAME) when, once each channel's median difference (an
+  offset from separate radiometric processing) is taken out, the mean
+  |difference| is at most `same_mean_levels` and the largest at most
+  `same_max_levels` (JPEG noise), and the tile has real structure: at least
+  `same_corners` pixels where the local structure tensor's smaller eigenvalue
+  exceeds `same_corner_levels` and `same_corner_ratio` x the larger (texture
+  that varies in two directions: a flat tile, or a straight edge that any shift
+  along it reproduces, has none). An
+  overlap whose evidence pairs are all SAME is `certain`: verify and compare
+  decide it duplicate whatever DupNet says; more generally they decide by
+  `decision`, DupNet's minimum with SAME pairs counted as 1.0. Each method's
+  own score (DupNet's too) is left as it is, so the evaluation's per-method
+  figures stay honest; the evaluation reports verify's decision separately.
 - both solid, colours more than `colour_levels` apart in some channel:
   evidence of "not duplicate" (every method scores it 0);
 - otherwise (at least one side solid): a pixel test. A pixel of one tile
@@ -155,7 +168,8 @@ def tile_hashes(tile: np.ndarray, bmh=None, bmh96=None) -> dict:
 
 
 # Evidence of one tile pair (the `evidence` column of expand / score_pairs).
-TEXTURE = "texture"  # both sides textured: scored by every method
+TEXTURE = "texture"  # both sides textured: scored by every method (or SAME)
+SAME = "same"  # textured, equal up to JPEG noise on real structure: a certain duplicate (also scored)
 NO_EVIDENCE = "none"  # says nothing either way: left out
 NOT_DUP = "not_dup"  # evidence of "not duplicate": every method scores it 0
 SOLID = "solid"  # a solid side: settled by solid_evidence on the pixels (score_pairs)
@@ -167,6 +181,11 @@ EVIDENCE_DEFAULTS = {
     "flat_levels": 6,  # a mid-tone channel within this of its own median holds no texture
     "noise_levels": 3,  # the solid side counts as flat within this of its colour
     "min_pixels": 8,  # unexplained pixels that make a pair with a solid side "not duplicate"
+    "same_mean_levels": 3.0,  # certain duplicate: mean |difference| once each channel's offset is out, at most
+    "same_max_levels": 32,  # ... and its largest |difference|, at most
+    "same_corner_levels": 50,  # structure: a corner pixel's structure tensor has both eigenvalues above this
+    "same_corner_ratio": 0.1,  # ... and its smaller eigenvalue above this share of the larger (not an edge)
+    "same_corners": 100,  # ... and the tile needs this many corner pixels
 }
 
 
@@ -180,8 +199,12 @@ def check_evidence(options: dict | None) -> dict:
     for key in ("colour_levels", "clip_levels", "flat_levels", "noise_levels"):
         if not 0 <= e[key] <= 255:
             raise TiledupError(f"evidence.{key} {e[key]} must be within 0..255")
-    if not (isinstance(e["min_pixels"], int) and e["min_pixels"] >= 1):
-        raise TiledupError(f"evidence.min_pixels {e['min_pixels']} must be an integer >= 1")
+    for key in ("min_pixels", "same_corners"):
+        if not (isinstance(e[key], int) and e[key] >= 1):
+            raise TiledupError(f"evidence.{key} {e[key]} must be an integer >= 1")
+    for key in ("same_mean_levels", "same_max_levels", "same_corner_levels", "same_corner_ratio"):
+        if not (isinstance(e[key], (int, float)) and e[key] >= 0):
+            raise TiledupError(f"evidence.{key} {e[key]} must be a number >= 0")
     return e
 
 
@@ -224,6 +247,42 @@ def unexplained_pixels(solid_tile: np.ndarray, colour, other: np.ndarray, *,
                        np.clip(c + noise_levels, 0, 255).astype(float))
     flat = cv2.erode(flat, np.ones((5, 5), np.uint8)) > 0  # 2 px away from anything the solid tile holds
     return int(np.count_nonzero(outside & flat))
+
+
+CORNER_MARGIN = 8  # px left out at the tile's edges, where the border mirror makes corners of straight edges
+
+
+def residual_levels(tiles1: np.ndarray, tiles2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, max) |tile1 - tile2| per pair (N,) once each channel's median difference (an offset from
+    separate radiometric processing) is taken out; tiles (N, H, W, 3) uint8."""
+    d = tiles1.astype(np.int16) - tiles2.astype(np.int16)  # (N, H, W, 3)
+    offset = np.rint(np.median(d[:, ::4, ::4].reshape(len(d), -1, 3), axis=1)).astype(np.int16)  # (N, 3)
+    d -= offset[:, None, None, :]
+    np.abs(d, out=d)
+    return d.mean(axis=(1, 2, 3)), d.max(axis=(1, 2, 3))
+
+
+def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -> int:
+    """Pixels of a tile (grey) where the local structure tensor (5 x 5 window) has its smaller eigenvalue
+    above corner_levels and above corner_ratio x the larger: texture that varies in two directions.
+    Flat tiles have none, nor do straight edges: along one the smaller eigenvalue is a small share of
+    the larger (an absolute level alone counts the stair steps of a strong slanted edge), so agreement
+    there says nothing about the shift or the time."""
+    grey = cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    m = CORNER_MARGIN
+    eig = cv2.cornerEigenValsAndVecs(grey, 5, 3)[m:-m, m:-m, :2]  # (H, W, 2): the two eigenvalues
+    small, large = eig.min(axis=2), eig.max(axis=2)
+    return int(np.count_nonzero((small > corner_levels) & (small > corner_ratio * large)))
+
+
+def certain_pairs(tiles1: np.ndarray, tiles2: np.ndarray, *, same_mean_levels: float, same_max_levels: float,
+                  same_corner_levels: float, same_corner_ratio: float, same_corners: int, **_) -> np.ndarray:
+    """(N,) bool: textured tile pairs that are certain duplicates (evidence SAME, module docstring)."""
+    mean, top = residual_levels(tiles1, tiles2)
+    same = (mean <= same_mean_levels) & (top <= same_max_levels)
+    for k in np.flatnonzero(same):  # structure only where the pixels agree: most candidates stop above
+        same[k] = corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio) >= same_corners
+    return same
 
 
 def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: bool,
@@ -337,14 +396,19 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
-                evidence: dict | None = None, progress=None, methods=METHODS) -> pd.DataFrame:
+                evidence: dict | None = None, progress=None, methods=METHODS,
+                certain_first: bool = False) -> pd.DataFrame:
     """Settle and score the tile pairs; returns the rows of `pairs` that are evidence, one column per method.
 
-    TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for);
-    NOT_DUP rows score 0 for every method; SOLID rows become NOT_DUP or are dropped (no
-    evidence) by solid_evidence (`evidence` options over EVIDENCE_DEFAULTS). The result's
-    `evidence` column says which. bmh and bmh96 come from `table`; imagehash's hashes (about
-    1 ms per tile) are computed only when asked for, once per tile.
+    TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for),
+    and those equal up to JPEG noise on real structure become SAME (certain_pairs; still scored,
+    so that each method's figures stay its own, unless `certain_first`: then DupNet, whose
+    score cannot change the decision there, skips them and leaves NaN); NOT_DUP rows score 0 for
+    every method; SOLID rows become NOT_DUP or are dropped (no evidence) by solid_evidence
+    (`evidence` options over EVIDENCE_DEFAULTS). The result's `evidence` column says which.
+    bmh and bmh96 come from `table`; imagehash's hashes (about 1 ms per tile) are computed only
+    when asked for, once per tile. DupNet gets full batches of `batch_size` pairs: its rows
+    gather across the batches of the cheap tests.
     `progress` (a tiledup.run.progress.Progress) counts the scored tile pairs.
     """
     e = check_evidence(evidence)
@@ -366,8 +430,19 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         return hash_cache[(row, tile)]
 
     scores = {m: np.zeros(len(todo), np.float32) for m in methods}  # NOT_DUP rows: every method says 0
+    cheap = [m for m in methods if m != "dupnet"]
     batch: list[int] = []
     sides: tuple[list, list] = ([], [])
+    net: list[int] = []  # rows waiting for DupNet, and their tiles
+    net_sides: tuple[list, list] = ([], [])
+
+    def run_net():
+        if not net:
+            return
+        from tiledup.model.dupnet import predict
+
+        scores["dupnet"][net] = predict(model, np.stack(net_sides[0]), np.stack(net_sides[1]), batch_size)
+        net.clear(), net_sides[0].clear(), net_sides[1].clear()
 
     def flush():
         if not batch:
@@ -378,9 +453,18 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         for name in slow_hashes:
             h1[name] = np.stack([hashes(r1[i], t1[i], x)[name] for i, x in zip(k, sides[0])])
             h2[name] = np.stack([hashes(r2[i], t2[i], x)[name] for i, x in zip(k, sides[1])])
-        for name, v in score_batch(model, np.stack(sides[0]), np.stack(sides[1]), h1, h2, methods,
-                                   batch_size).items():
+        tiles1, tiles2 = np.stack(sides[0]), np.stack(sides[1])
+        same = certain_pairs(tiles1, tiles2, **e)
+        kinds[k[same]] = SAME
+        for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
             scores[name][k] = v
+        if "dupnet" in methods:
+            if certain_first:
+                scores["dupnet"][k[same]] = np.nan
+            for j in np.flatnonzero(~same) if certain_first else range(len(k)):
+                net.append(k[j]), net_sides[0].append(sides[0][j]), net_sides[1].append(sides[1][j])
+            if len(net) >= batch_size:
+                run_net()
         if progress is not None:
             progress.update(len(k))
         batch.clear(), sides[0].clear(), sides[1].clear()
@@ -398,12 +482,18 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
                                       table.solid[r2[k], t2[k]], table.dominant[r1[k], t1[k]],
                                       table.dominant[r2[k], t2[k]], **e)
     flush()
+    run_net()
     out = todo.assign(evidence=kinds, **scores)
     return out[out.evidence != NO_EVIDENCE].reset_index(drop=True)
 
 
 def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """Overlap score = minimum over its evidence pairs (the rows of `scored`); NaN when it has none (undecidable)."""
+    """Overlap score = minimum over its evidence pairs (the rows of `scored`); NaN when it has none (undecidable).
+
+    With DupNet's scores and the evidence kinds at hand, also: n_same (SAME pairs), certain (every
+    evidence pair SAME) and decision, the score verify decides by: DupNet's, a SAME pair counting
+    1.0 (a certain duplicate, whatever DupNet says). Each method's own column stays its own score.
+    """
     out = overlaps.copy()
     out["n_tile_pairs"] = pairs.groupby("overlap").size().reindex(range(len(out)), fill_value=0).to_numpy()
     out["n_informative"] = scored.groupby("overlap").size().reindex(range(len(out)), fill_value=0).to_numpy()
@@ -412,6 +502,15 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     worst = scored.groupby("overlap")[methods].min().reindex(range(len(out)))
     for m in methods:
         out[m] = worst[m].to_numpy(dtype=np.float32)
+    if "evidence" in scored:
+        same = scored.evidence.to_numpy(object) == SAME
+        n_same = pd.Series(same).groupby(scored.overlap.to_numpy()).sum()
+        out["n_same"] = n_same.reindex(range(len(out)), fill_value=0).to_numpy(np.int64)
+        out["certain"] = out.decidable.to_numpy(bool) & (out.n_same == out.n_informative).to_numpy()
+        if "dupnet" in scored:
+            decision = pd.Series(np.where(same, np.float32(1), scored.dupnet.to_numpy(np.float32)))
+            out["decision"] = decision.groupby(scored.overlap.to_numpy()).min().reindex(range(len(out))).to_numpy(
+                np.float32)
     return out
 
 
@@ -444,14 +543,15 @@ def tile_lookup(tiles: pa.Table, image_ids) -> TileTable:
 
 def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                    evidence: dict | None = None, progress: str | None = None,
-                   combine=None, methods=METHODS) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   combine=None, methods=METHODS, certain_first: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
     decidable and one score per method; their evidence tile pairs).
 
     `progress`: a label to log the scoring's progress under; `combine`: name -> function of the
     scored pairs, extra per-pair scores (e.g. the combined baseline) that evidence of "not
     duplicate" sets to 0 like every other method's; `methods`: the methods to score (verify
-    needs DupNet and the cheap baselines only).
+    needs DupNet and the cheap baselines only); `certain_first`: DupNet skips SAME pairs
+    (verify: they decide alone, score_pairs).
     """
     from tiledup.run.progress import Progress
 
@@ -459,7 +559,7 @@ def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, m
     pairs = expand(overlaps, table, e["colour_levels"])
     n_texture = int((pairs.evidence == TEXTURE).sum())
     with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
-        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods)
+        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, certain_first)
     for name, fn in (combine or {}).items():
         scored[name] = np.where(scored.evidence == NOT_DUP, 0.0, fn(scored)).astype(np.float32)
     return aggregate(overlaps, pairs, scored), scored
