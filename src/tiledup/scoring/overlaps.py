@@ -269,9 +269,14 @@ def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -
     the larger (an absolute level alone counts the stair steps of a strong slanted edge), so agreement
     there says nothing about the shift or the time."""
     grey = cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # cv2.cornerEigenValsAndVecs(grey, 5, 3)'s eigenvalues, in closed form: it also computes the
+    # eigenvectors, 12x slower (5.5 ms a tile, more than DupNet's pair). Same scale and borders.
+    dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 20)  # 1 / (2^(ksize-1) x window)
+    dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 20)
     m = CORNER_MARGIN
-    eig = cv2.cornerEigenValsAndVecs(grey, 5, 3)[m:-m, m:-m, :2]  # (H, W, 2): the two eigenvalues
-    small, large = eig.min(axis=2), eig.max(axis=2)
+    a, b, c = (cv2.boxFilter(x, -1, (5, 5), normalize=False)[m:-m, m:-m] for x in (dx * dx, dx * dy, dy * dy))
+    half, root = (a + c) / 2, np.sqrt(((a - c) / 2) ** 2 + b * b)
+    small, large = half - root, half + root  # the structure tensor's eigenvalues per pixel
     return int(np.count_nonzero((small > corner_levels) & (small > corner_ratio * large)))
 
 
