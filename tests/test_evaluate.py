@@ -39,6 +39,8 @@ def evaluate(**args):
     return evaluate_and_report(**{**options("evaluate"), "evidence": options("evidence"),
                                    "truth_complete": CONFIG["truth_complete"], **args})
 
+from test_overlaps import table_of
+
 ALL = (*METHODS, "tree")  # with the combined baseline
 
 # (image id, scene, pass, row, col): scene "sea" seen at two times, scene "cloud" all white
@@ -143,7 +145,7 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
         r1, c1, r2, c2 = 2, 2, 2 + dr, 2 + dc
         chip1 = scene[r1 * TILE:r1 * TILE + CHIP, c1 * TILE:c1 * TILE + CHIP]
         chip2 = scene[r2 * TILE:r2 * TILE + CHIP, c2 * TILE:c2 * TILE + CHIP]
-        pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": [tag]}), solid, None, COLOUR_LEVELS)
+        pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": [tag]}), table_of(solid), COLOUR_LEVELS)
         assert len(pairs) == (3 - abs(dr)) * (3 - abs(dc))
         for t1, t2 in zip(pairs.tile1, pairs.tile2):
             a = chip1[t1 // 3 * TILE:(t1 // 3 + 1) * TILE, t1 % 3 * TILE:(t1 % 3 + 1) * TILE]
@@ -153,7 +155,7 @@ def test_expansion_pairs_tiles_that_show_the_same_pixels():
 
 def test_pairs_with_a_solid_side_wait_for_the_pixel_test():
     solid = {("x", t): t in (0, 1) for t in range(9)} | {("y", t): t == 0 for t in range(9)}
-    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, None, COLOUR_LEVELS)
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), table_of(solid), COLOUR_LEVELS)
     assert list(pairs.evidence) == ["solid", "solid"] + ["texture"] * 7  # settled by score_pairs
 
 
@@ -215,7 +217,7 @@ def test_each_chip_decoded_once(case):
     tiles = read_parquets(paths["tiles_paths"])
     overlaps, _ = read_checked(paths["overlaps_path"], paths["skipped_path"])
     table = tile_lookup(tiles, set(overlaps.img1) | set(overlaps.img2))
-    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()}, None, COLOUR_LEVELS)
+    pairs = expand(overlaps, table, COLOUR_LEVELS)
     cache = ChipCache(paths["images_dir"])
     scored = score_pairs(pairs, table, cache, _model(paths), batch_size=8, evidence=options("evidence"))
     decoded = pairs[pairs.evidence != "not_dup"]  # every other pair needs pixels (scores or the solid test)

@@ -12,11 +12,12 @@ import pytest
 
 from tiledup.model.augment import jpeg_roundtrip
 from tiledup.run.errors import TiledupError
-from tiledup.grid import TILE, tag_tile_pairs
+from tiledup.grid import TAGS, TILE, tag_tile_pairs
 from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
-from tiledup.scoring.overlaps import (METHODS, NO_EVIDENCE, NOT_DUP, SOLID, TEXTURE, ChipCache,
-                              aggregate, check_evidence, expand, score_pairs, solid_evidence)
+from tiledup.scoring.overlaps import (METHODS, NO_EVIDENCE, NOT_DUP, SAME, SOLID, TEXTURE, ChipCache,
+                                      TileTable, aggregate, certain_pairs, check_evidence, corner_pixels, expand,
+                                      residual_levels, score_overlaps, score_pairs, solid_evidence)
 
 from configured import options, solid_options
 
@@ -39,6 +40,17 @@ def _waves(level, amplitude) -> np.ndarray:
     return np.asarray(level, np.float32) + amplitude * tex[..., None] * np.array([0.8, 1.0, 1.4])
 
 
+def table_of(solid: dict, dominant: dict | None = None) -> TileTable:
+    """A TileTable from (image, tile) -> solid flag and colour (black where not given); hashes zero."""
+    images = sorted({i for i, _ in solid})
+    n = len(images)
+    return TileTable(np.array(images, object),
+                     np.array([[solid[(i, t)] for t in range(9)] for i in images], bool),
+                     np.array([[(dominant or {}).get((i, t), (0, 0, 0)) for t in range(9)] for i in images],
+                              np.uint8).reshape(n, 9, 3),
+                     np.zeros((n, 9, 32), np.uint8), np.zeros((n, 9, 96), np.uint8))
+
+
 def _outcome(t1, s1, t2, s2):
     return solid_evidence(t1, s1, t2, s2, **EVIDENCE)
 
@@ -56,9 +68,9 @@ def test_two_solid_tiles_of_one_colour_are_no_evidence():
                                     ((255, 255, 255), (18, 52, 128)), ((90, 110, 100), (200, 200, 200))])
 def test_two_solid_tiles_of_clearly_different_colours_are_not_duplicates(c1, c2):
     assert _outcome(_flat(c1), True, _flat(c2), True) == NOT_DUP
+    solid = {(i, t): (i, t) in (("a", 8), ("b", 0)) for i in "ab" for t in range(9)}
     pairs = expand(pd.DataFrame({"img1": ["a"], "img2": ["b"], "tag": ["88"]}),
-                   {("a", 8): True, ("b", 0): True}, {("a", 8): np.array(c1), ("b", 0): np.array(c2)},
-                   EVIDENCE["colour_levels"])
+                   table_of(solid, {("a", 8): c1, ("b", 0): c2}), EVIDENCE["colour_levels"])
     assert list(pairs.evidence) == [NOT_DUP]  # decided from the tile table alone
 
 
@@ -99,8 +111,7 @@ def test_evidence_options_are_checked():
 def test_expand_marks_each_kind():
     solid = {("x", t): t in (0, 1, 2) for t in range(9)} | {("y", t): t in (0, 1) for t in range(9)}
     dominant = {k: np.array((0, 0, 0)) for k in solid} | {("y", 1): np.array((255, 255, 255))}
-    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), solid, dominant,
-                   EVIDENCE["colour_levels"])
+    pairs = expand(pd.DataFrame({"img1": ["x"], "img2": ["y"], "tag": ["08"]}), table_of(solid, dominant), EVIDENCE["colour_levels"])
     assert list(pairs.evidence) == [SOLID, NOT_DUP, SOLID] + [TEXTURE] * 6
     assert pairs.informative.all()
 
@@ -113,23 +124,130 @@ def test_real_non_duplicate_with_one_small_change_is_decided(real_data):
     Every pair is solid on both sides, so the old rule left the overlap undecidable."""
     ids = ["73fec0637.jpg", "9a2f9d347.jpg"]
     chips = {i: read_chip(real_data / "airbus_samples" / i) for i in ids}
-    table = {}
-    for i, chip in chips.items():
-        h = hash_tiles(cut_tiles(chip), **solid_options(**solid_options()))
-        for t in range(9):
-            table[(i, t)] = {"bmh": h["bmh"][t].tobytes(), "bmh96": h["bmh96"][t].tobytes(),
-                             "solid": bool(h["solid"][t]), "dominant": h["dominant"][t]}
-    assert all(v["solid"] for v in table.values())
+    h = [hash_tiles(cut_tiles(chips[i]), **solid_options()) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    assert table.solid.all()
     unequal = [int((cut_tiles(chips[ids[0]])[t] != cut_tiles(chips[ids[1]])[u]).sum())
                for t, u in tag_tile_pairs("08")]
     assert unequal == [0, 976, 196, 0, 0, 0, 0, 0, 0]
 
     overlaps = pd.DataFrame({"img1": [ids[0]], "img2": [ids[1]], "tag": ["08"]})
-    pairs = expand(overlaps, {k: v["solid"] for k, v in table.items()},
-                   {k: v["dominant"] for k, v in table.items()}, EVIDENCE["colour_levels"])
+    pairs = expand(overlaps, table, EVIDENCE["colour_levels"])
     cache = ChipCache(real_data / "airbus_samples")
     scored = score_pairs(pairs, table, cache, model=None, batch_size=8, evidence=EVIDENCE)  # no textured pair: DupNet not needed
     assert list(scored.evidence) == [NOT_DUP] and (scored.tile1 == 1).all()
     out = aggregate(overlaps, pairs, scored)
     assert out.decidable[0] and all(out[m][0] == 0 for m in METHODS)
     assert cache.chips == {}  # every announced use was taken
+
+
+# ---------------------------------------------------------------- certain evidence on real chips
+
+SAME_OPTIONS = {k: v for k, v in EVIDENCE.items() if k.startswith("same_")}
+
+
+def _real_tiles(real_data, image_id):
+    return cut_tiles(read_chip(real_data / "airbus_samples" / f"{image_id}.jpg"))
+
+
+def _processed(tile, offset):
+    """The tile as another chip of the same acquisition holds it: a per-channel offset, then JPEG."""
+    return _jpeg(tile.astype(np.float32) + np.asarray(offset, np.float32))
+
+
+def test_real_duplicates_are_certain_and_their_wrong_offsets_are_not(real_data):
+    """Among every overlap (25 tags) of 7 real chips, exactly the pairs equal up to JPEG noise are certain:
+    908f11dd6 / c5d9bc753 (02), 4add7aa1d / 8ce769141 (05), 770c46cd4 / c2955cd21 (25), and 8d5521663,
+    which overlaps both of the last two (checked by eye). Every other overlap of these chips, some
+    of them one tile off inside the same scene, is not."""
+    ids = ["4add7aa1d.jpg", "770c46cd4.jpg", "8ce769141.jpg", "8d5521663.jpg", "908f11dd6.jpg",
+           "c2955cd21.jpg", "c5d9bc753.jpg"]
+    h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i)), **solid_options()) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    overlaps = pd.DataFrame([(a, b, t) for k, a in enumerate(ids) for b in ids[k + 1:] for t in TAGS],
+                            columns=["img1", "img2", "tag"])
+    out, _ = score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), None, 64, EVIDENCE,
+                            methods=("pixel_mad",))
+    certain = {(r.img1[:-4], r.img2[:-4], r.tag) for r in out[out.certain].itertuples()}
+    assert certain == {("908f11dd6", "c5d9bc753", "02"), ("4add7aa1d", "8ce769141", "05"),
+                       ("770c46cd4", "c2955cd21", "25"), ("770c46cd4", "8d5521663", "05"),
+                       ("8d5521663", "c2955cd21", "28")}
+    assert len(out) == 21 * 25 and out.decidable.sum() > 400  # the others were decidable, and not certain
+
+
+def test_a_textured_real_tile_and_its_processed_copy_are_certain(real_data):
+    """The positive control of the two tests below: real texture survives an offset and a JPEG round trip."""
+    tile = _real_tiles(real_data, "908f11dd6")[4]
+    assert certain_pairs(tile[None], _processed(tile, (3, -2, 5))[None], **SAME_OPTIONS).all()
+
+
+def test_a_flat_real_pair_is_not_certain(real_data):
+    """Near-flat real sea (tile 4 of 119d6a3d6, textured by the tile stage's rule, std about 1 level):
+    its processed copy agrees within JPEG noise, but nothing in it pins the shift or the time."""
+    tile = _real_tiles(real_data, "119d6a3d6")[4]
+    copy = _processed(tile, (2, 2, 2))
+    mean, top = residual_levels(tile[None], copy[None])
+    assert mean[0] <= SAME_OPTIONS["same_mean_levels"] and top[0] <= SAME_OPTIONS["same_max_levels"]
+    assert corner_pixels(tile, SAME_OPTIONS["same_corner_levels"], SAME_OPTIONS["same_corner_ratio"]) < SAME_OPTIONS["same_corners"]
+    assert not certain_pairs(tile[None], copy[None], **SAME_OPTIONS).any()
+
+
+def test_a_straight_edge_pair_is_not_certain(real_data):
+    """Real dark sea (tile 1 of 119d6a3d6) with one straight bright edge across it (a coast, a band):
+    the pixels agree, but any shift along the edge would agree as well."""
+    tile = _real_tiles(real_data, "119d6a3d6")[1].astype(np.float32)
+    y, x = np.mgrid[0:TILE, 0:TILE]
+    tile[(x + 0.6 * y) > 180] += 90
+    tile = _jpeg(tile)
+    copy = _processed(tile, (-3, 1, 4))
+    mean, top = residual_levels(tile[None], copy[None])
+    assert mean[0] <= SAME_OPTIONS["same_mean_levels"] and top[0] <= SAME_OPTIONS["same_max_levels"]
+    assert corner_pixels(tile, SAME_OPTIONS["same_corner_levels"], SAME_OPTIONS["same_corner_ratio"]) < SAME_OPTIONS["same_corners"]
+    assert not certain_pairs(tile[None], copy[None], **SAME_OPTIONS).any()
+
+
+def test_aggregate_certain_and_decision():
+    """An overlap of SAME pairs only is certain with decision 1 whatever DupNet scored; one SAME pair
+    and one textured pair decide by the textured pair; DupNet's own column is left as scored."""
+    overlaps = pd.DataFrame({"img1": ["a", "a"], "img2": ["b", "c"], "tag": ["08", "08"]})
+    pairs = pd.DataFrame({"overlap": [0, 0, 1, 1]})
+    scored = pd.DataFrame({"overlap": [0, 0, 1, 1], "evidence": [SAME, SAME, SAME, TEXTURE],
+                           "dupnet": np.array([0.01, 0.9, 0.02, 0.7], np.float32)})
+    out = aggregate(overlaps, pairs, scored)
+    assert list(out.certain) == [True, False] and list(out.n_same) == [2, 1]
+    assert np.allclose(out.decision, [1.0, 0.7]) and np.allclose(out.dupnet, [0.01, 0.02])
+
+
+def test_certain_first_skips_dupnet_on_certain_pairs_only(real_data):
+    """verify's way (certain_first): DupNet does not score SAME pairs, whose decision it cannot change;
+    every overlap's decision is that of the full scoring."""
+    from tiledup.model.dupnet import DupNet
+
+    ids = ["908f11dd6.jpg", "c5d9bc753.jpg"]
+    h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i)), **solid_options()) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    overlaps = pd.DataFrame({"img1": ids[0], "img2": ids[1], "tag": list(TAGS)})
+    model = DupNet(**options("train.model")).eval()  # untrained: its scores are arbitrary, the decision rule is not
+    runs = [score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), model, 16, EVIDENCE,
+                           certain_first=first)
+            for first in (False, True)]
+    (full, full_pairs), (fast, fast_pairs) = runs
+    same = fast_pairs.evidence == SAME
+    assert same.sum() == 3 and fast_pairs.dupnet[same].isna().all() and fast_pairs.dupnet[~same].notna().all()
+    assert not full_pairs.dupnet.isna().any()
+    assert np.allclose(full.decision, fast.decision, equal_nan=True) and (full.certain == fast.certain).all()
+    assert fast.decision[fast.tag == "02"].item() == 1.0
+
+
+def test_corner_pixels_match_opencvs_structure_tensor(real_data):
+    """corner_pixels computes cv2.cornerEigenValsAndVecs' eigenvalues in closed form (12x faster): same counts."""
+    import cv2
+
+    for image_id in ("908f11dd6", "119d6a3d6", "d3474ec95"):
+        for tile in _real_tiles(real_data, image_id)[::2]:
+            grey = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            eig = cv2.cornerEigenValsAndVecs(grey, 5, 3)[8:-8, 8:-8, :2]
+            small, large = eig.min(axis=2), eig.max(axis=2)
+            for level, ratio in ((50, 0.1), (5, 0.0), (200, 0.3)):
+                want = int(np.count_nonzero((small > level) & (small > ratio * large)))
+                assert abs(corner_pixels(tile, level, ratio) - want) <= max(2, want // 1000)

@@ -77,7 +77,8 @@ def test_verify_scores_an_overlap_exactly_as_the_evaluation(run):
     assert len(both) >= 5
     assert (both.n_informative == both.n_informative_eval).all()
     decided = both[both.n_informative > 0]
-    assert np.allclose(decided.score, decided.dupnet, atol=1e-5)
+    assert np.allclose(decided.score, decided.decision, atol=1e-5)  # certain evidence first, then DupNet
+    assert (decided.certain == decided.certain_eval).all()
     assert np.allclose(decided.bmh, decided.bmh_eval) and np.allclose(decided.pixel_mad, decided.pixel_mad_eval)
 
 
@@ -155,7 +156,7 @@ def test_compare_prints_every_decidable_overlap_with_the_models_tile_scores(run,
     ta, tb = cut_tiles(read_chip(a)), cut_tiles(read_chip(b))
     pairs = tag_tile_pairs("18")
     want = predict(model, np.stack([ta[i] for i, _ in pairs]), np.stack([tb[j] for _, j in pairs]), 64)
-    got = [float(x.split(":")[1]) for x in rows["18"].split()[7:]]
+    got = [float(x.split(":")[1].rstrip("=")) for x in rows["18"].split()[8:]]
     assert np.allclose(got, want, atol=1e-3)
     best = max(rows, key=lambda t: float(rows[t].split()[4]))
     assert f"best: tag {best} " in text
@@ -223,3 +224,20 @@ def test_a_persons_verdicts_are_the_truth_when_none_is_given(run, tmp_path):
     found = found[found.is_dup.fillna(False).astype(bool)]
     unlisted = sum((a, b, t) not in labelled for a, b, t in zip(found.img1, found.img2, found.tag))
     assert dec["n_unlabelled_found_dups"] == unlisted
+
+
+def test_verify_with_no_candidates_writes_empty_outputs(run, tmp_path):
+    """Chips that overlap nothing: no candidate, so an empty overlaps table and a truth of header lines only."""
+    from tiledup.discovery.candidates import CANDIDATE_SCHEMA
+
+    _, paths, out, _, _ = run
+    empty = tmp_path / "candidates.parquet"
+    pq.write_table(pq.read_table(out["candidates_path"]).schema.empty_table(), empty)
+    assert pq.read_table(empty).num_rows == 0 and pq.read_table(empty).schema.equals(CANDIDATE_SCHEMA)
+    verify(empty, paths["images_dir"], paths["model_path"], paths["tiles_paths"], tmp_path / "overlaps.parquet",
+           tmp_path / "found.txt", evidence=options("evidence"), **options("verify", device="cpu"))
+    table = pq.read_table(tmp_path / "overlaps.parquet")
+    assert table.num_rows == 0 and table.schema == OVERLAP_SCHEMA
+    lines = (tmp_path / "found.txt").read_text().splitlines()
+    assert lines and all(line.startswith("#") for line in lines)
+    assert read_truth(tmp_path / "found.txt")[0].empty

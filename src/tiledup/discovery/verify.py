@@ -2,10 +2,13 @@
 
 Each candidate goes through tiledup.scoring.overlaps, the code the evaluation uses on a
 dup_truth file: expanded into its tile pairs, tile pairs that carry no evidence
-left out, the others scored by DupNet and the baselines, and the overlap's
-score is the minimum over its informative tile pairs. An overlap is a
-duplicate when DupNet's score reaches `dupnet_threshold` (0.5, as in the
-evaluation: no threshold is fitted on any truth); an overlap with no
+left out, certain evidence first (a textured pair equal up to JPEG noise on real
+structure is a certain duplicate, SAME), the others scored by DupNet, and the
+overlap's score is the minimum over its informative tile pairs, a SAME pair
+counting 1.0 (`decision`). So an overlap whose evidence pairs are all SAME
+(`certain`) is a duplicate whatever DupNet says, and any other is a duplicate
+when DupNet's score over its other pairs reaches `dupnet_threshold` (0.5, as in
+the evaluation: no threshold is fitted on any truth); an overlap with no
 informative tile pair is undecidable (is_dup null), never guessed.
 
 Candidates are scored in chunks of about `chunk` overlaps, in an order that
@@ -35,7 +38,11 @@ from tiledup.run.progress import Progress
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("bmh", "bmh96", "pixel_eq", "pixel_mad")  # kept beside DupNet's score
+# Kept beside DupNet's score because they cost next to nothing: bmh and bmh96 come from the tile
+# table, pixel_eq and pixel_mad from one cv2.absdiff of pixels already decoded. phash, dhash and
+# colorhash (about 1 ms per tile) are left to the evaluation, which reads none of verify's columns.
+BASELINES = ("bmh", "bmh96", "pixel_eq", "pixel_mad")
+METHODS = ("dupnet", *BASELINES)  # all that verify scores
 OVERLAP_SCHEMA = pa.schema([
     ("img1", pa.string()),
     ("img2", pa.string()),
@@ -44,8 +51,9 @@ OVERLAP_SCHEMA = pa.schema([
     ("votes", pa.int32()),            # tile matches that voted for it
     ("n_tile_pairs", pa.int8()),
     ("n_informative", pa.int8()),
-    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs; null if undecidable
+    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs, SAME pairs 1.0; null if undecidable
     ("is_dup", pa.bool_()),           # score >= threshold; null if undecidable
+    ("certain", pa.bool_()),          # every informative tile pair SAME (a certain duplicate); null if undecidable
     *[(m, pa.float32()) for m in BASELINES],
 ])
 CANDIDATE_COLUMNS = ["img1", "img2", "tag", "how", "votes"]
@@ -59,6 +67,8 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     n = len(overlaps)
     codes, uniques = pd.factorize(pd.concat([overlaps.img1, overlaps.img2], ignore_index=True))
+    if n == 0:  # reverse Cuthill-McKee fails on an empty graph
+        return np.zeros(0, np.int64), codes
     a, b = codes[:n], codes[n:]
     graph = coo_matrix((np.ones(2 * n, np.int8), (np.r_[a, b], np.r_[b, a])),
                        shape=(len(uniques), len(uniques))).tocsr()
@@ -87,14 +97,14 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     images = set(cands.img1) | set(cands.img2)
     tiles = read_parquets(tiles_paths, TILE_COLUMNS, "tile table")
     table = tile_lookup(tiles, images)
-    missing = sorted(images - {image for image, _ in table})
+    missing = sorted(images - set(table.images))
     if missing:
         raise TiledupError(f"{candidates_path}: {len(missing)} image(s) not in the tile tables, e.g. "
                            f"{', '.join(missing[:5])} (re-run the workflow)")
     model = load_dupnet(model_path, device)
     cache = ChipCache(images_dir)
     n = len(cands)
-    chunk_of, codes = chunks(cands, chunk) if n else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    chunk_of, codes = chunks(cands, chunk)
     last_chunk = np.zeros(codes.max() + 1 if n else 0, np.int64)  # last chunk that uses each chip
     np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
     names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
@@ -111,7 +121,8 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
             cache.expect(name_of[c] for c in hold)
             held |= hold
-            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence)
+            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
+                                       methods=METHODS, certain_first=True)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
             finished = {c for c in held if last_chunk[c] == k}
             cache.release(name_of[c] for c in finished)
@@ -123,15 +134,15 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     write_parquet(out, overlaps_path)
     write_text(truth_text(out, dupnet_threshold), truth_path)
     decided = scored.decidable.to_numpy(bool)
-    dups = int((decided & (scored.dupnet.to_numpy() >= dupnet_threshold)).sum())
-    log.info("%d candidate overlaps: %d duplicates, %d not, %d undecidable; %d chips decoded for %d "
-             "images in %.1f s", len(out), dups, int(decided.sum()) - dups, int((~decided).sum()),
-             cache.decodes, len(images), time.perf_counter() - start)
+    dups = int((decided & (scored.decision.to_numpy() >= dupnet_threshold)).sum())
+    log.info("%d candidate overlaps: %d duplicates (%d of them certain), %d not, %d undecidable; %d chips "
+             "decoded for %d images in %.1f s", len(out), dups, int(scored.certain.sum()), int(decided.sum()) - dups,
+             int((~decided).sum()), cache.decodes, len(images), time.perf_counter() - start)
     return scored
 
 
 def _empty(cands: pd.DataFrame) -> pd.DataFrame:
-    out = cands.assign(n_tile_pairs=0, n_informative=0, decidable=False, dupnet=np.float32(0))
+    out = cands.assign(n_tile_pairs=0, n_informative=0, decidable=False, decision=np.float32(0), certain=False)
     for m in BASELINES:
         out[m] = np.float32(0)
     return out
@@ -140,7 +151,7 @@ def _empty(cands: pd.DataFrame) -> pd.DataFrame:
 def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
     """overlaps.parquet from scored candidates (score columns named by method, as overlaps.aggregate gives)."""
     undecided = ~scored.decidable.to_numpy(bool)
-    score = scored.dupnet.to_numpy(np.float32)
+    score = scored.decision.to_numpy(np.float32)
     cols = {
         "img1": pa.array(scored.img1.astype(str), pa.string()),
         "img2": pa.array(scored.img2.astype(str), pa.string()),
@@ -151,6 +162,7 @@ def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
         "n_informative": pa.array(scored.n_informative.to_numpy(np.int8), pa.int8()),
         "score": pa.array(score, pa.float32(), mask=undecided),
         "is_dup": pa.array(score >= threshold, pa.bool_(), mask=undecided),
+        "certain": pa.array(scored.certain.to_numpy(bool), pa.bool_(), mask=undecided),
     }
     for m in BASELINES:
         cols[m] = pa.array(scored[m].to_numpy(np.float32), pa.float32(), mask=undecided)
@@ -159,7 +171,8 @@ def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
 
 def truth_text(overlaps: pa.Table, threshold: float) -> str:
     """dup_truth lines for the decided overlaps; undecidable ones as comments to review."""
-    lines = [f"# tiledup verify: DupNet's decision (score >= {threshold}) on every candidate overlap.",
+    lines = [f"# tiledup verify: the decision on every candidate overlap (certain evidence, else DupNet's "
+             f"score >= {threshold}).",
              "# Format: img1 img2 tag is_dup. Review it, then use it as `truth`.",
              "# Undecidable overlaps (every tile pair solid on both sides) are commented out."]
     d = overlaps.select(["img1", "img2", "tag", "is_dup"]).to_pylist()

@@ -188,6 +188,10 @@ def scores_table(scored: pd.DataFrame, thresholds: dict) -> pa.Table:
         "n_tile_pairs": pa.array(scored.n_tile_pairs.astype(np.int8), pa.int8()),
         "n_informative": pa.array(scored.n_informative.astype(np.int8), pa.int8()),
         "decidable": pa.array(scored.decidable.astype(bool), pa.bool_()),
+        # certain evidence (tiledup.scoring.overlaps): every evidence pair SAME; verify's decision score
+        "certain": pa.array(scored.certain.astype(bool), pa.bool_()),
+        "decision": pa.array(scored.decision.to_numpy(np.float32), pa.float32(),
+                             mask=np.isnan(scored.decision.to_numpy(np.float32))),
     }
     for m in thresholds:
         s = scored[m].to_numpy(np.float32)
@@ -302,6 +306,11 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
     }
     if metrics["methods"]:
         metrics["dupnet_beats_every_baseline"] = verdict(metrics["methods"])
+        # how verify decides: certain evidence first (SAME pairs count 1.0), then DupNet at its threshold
+        metrics["verify_decision"] = method_metrics(y, decided.decision.to_numpy(float), thresholds["dupnet"])
+    certain = decided[decided.certain.astype(bool)]
+    metrics["certain"] = {"n": int(len(certain)), "n_truth_dup": int(certain.is_dup.astype(bool).sum()),
+                          "n_truth_nondup": int((~certain.is_dup.astype(bool)).sum())}
     if layout_path and len(scored):
         metrics["by_kind"] = kind_breakdown(scored, read_kinds(layout_path), thresholds)
     if not truth_path:
@@ -330,7 +339,8 @@ def evaluate(truth_path, overlaps_path, skipped_path, images_dir, model_path, va
 
 
 def _empty_scored(overlaps: pd.DataFrame, methods) -> pd.DataFrame:
-    out = overlaps.assign(n_tile_pairs=0, n_informative=0, decidable=False)
+    out = overlaps.assign(n_tile_pairs=0, n_informative=0, decidable=False, certain=False,
+                          decision=np.zeros(0, np.float32))
     for m in methods:
         out[m] = np.zeros(0, np.float32)
     return out

@@ -9,7 +9,20 @@ evidence pairs, for every method (all are similarities).
 
 The evidence rule, the same for every method (config `evidence`):
 
-- both tiles textured: evidence, scored by each method;
+- both tiles textured: evidence, scored by each method. Such a pair is moreover
+  a certain duplicate (SAME) when, once each channel's median difference (an
+  offset from separate radiometric processing) is taken out, the mean
+  |difference| is at most `same_mean_levels` and the largest at most
+  `same_max_levels` (JPEG noise), and the tile has real structure: at least
+  `same_corners` pixels where the local structure tensor's smaller eigenvalue
+  exceeds `same_corner_levels` and `same_corner_ratio` x the larger (texture
+  that varies in two directions: a flat tile, or a straight edge that any shift
+  along it reproduces, has none). An
+  overlap whose evidence pairs are all SAME is `certain`: verify and compare
+  decide it duplicate whatever DupNet says; more generally they decide by
+  `decision`, DupNet's minimum with SAME pairs counted as 1.0. Each method's
+  own score (DupNet's too) is left as it is, so the evaluation's per-method
+  figures stay honest; the evaluation reports verify's decision separately.
 - both solid, colours more than `colour_levels` apart in some channel:
   evidence of "not duplicate" (every method scores it 0);
 - otherwise (at least one side solid): a pixel test. A pixel of one tile
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -46,9 +60,10 @@ import pyarrow.compute as pc
 from tiledup.scoring import baselines
 from tiledup.run.config import defaults
 from tiledup.run.errors import TiledupError
-from tiledup.grid import GRID, tag_tile_pairs
+from tiledup.run.io import fixed_binary
+from tiledup.grid import N_TILES, TAGS, tag_tile_pairs
 from tiledup.tiles.decode import RejectedImage, cut_tiles, read_chip
-from tiledup.tiles.table import columns
+from tiledup.tiles.table import HASH_BYTES, columns
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +110,23 @@ class ChipCache:
         return tiles
 
 
+def score_batch(model, tiles1: np.ndarray, tiles2: np.ndarray, hashes1: dict, hashes2: dict,
+                methods, batch_size: int) -> dict[str, np.ndarray]:
+    """The scores of `methods` for aligned tile pairs (N, 256, 256, 3); hashes1/2 hold, per side, the
+    hash rows (N, ...) of the hash methods asked for (bmh, bmh96, baselines.HASHES)."""
+    out = {}
+    if "dupnet" in methods:
+        from tiledup.model.dupnet import predict
+
+        out["dupnet"] = predict(model, tiles1, tiles2, batch_size)
+    for name in ("bmh", "bmh96", *baselines.HASHES):
+        if name in methods:
+            out[name] = baselines.hamming_sim(hashes1[name], hashes2[name])
+    if "pixel_eq" in methods or "pixel_mad" in methods:
+        out.update({k: v for k, v in baselines.pixel_scores(tiles1, tiles2).items() if k in methods})
+    return {m: out[m] for m in methods}
+
+
 class PairScorer:
     """Collects tile pairs and scores them in batches with DupNet and every baseline."""
 
@@ -115,11 +147,8 @@ class PairScorer:
         t2 = np.stack([b[1] for b in self.buf])
         h1 = {k: np.stack([b[2][k] for b in self.buf]) for k in self.buf[0][2]}
         h2 = {k: np.stack([b[3][k] for b in self.buf]) for k in self.buf[0][3]}
-        from tiledup.model.dupnet import predict
-
-        self.scores["dupnet"].append(predict(self.model, t1, t2, self.batch_size))
-        for name, s in baselines.pair_scores(t1, t2, h1, h2).items():
-            self.scores[name].append(s)
+        for name, v in score_batch(self.model, t1, t2, h1, h2, METHODS, self.batch_size).items():
+            self.scores[name].append(v)
         if self.progress is not None:
             self.progress.update(len(self.buf))
         self.buf = []
@@ -139,11 +168,12 @@ def tile_hashes(tile: np.ndarray, bmh=None, bmh96=None) -> dict:
 
 
 # Evidence of one tile pair (the `evidence` column of expand / score_pairs).
-TEXTURE = "texture"  # both sides textured: scored by every method
+TEXTURE = "texture"  # both sides textured: scored by every method (or SAME)
+SAME = "same"  # textured, equal up to JPEG noise on real structure: a certain duplicate (also scored)
 NO_EVIDENCE = "none"  # says nothing either way: left out
 NOT_DUP = "not_dup"  # evidence of "not duplicate": every method scores it 0
 SOLID = "solid"  # a solid side: settled by solid_evidence on the pixels (score_pairs)
-PAIR_COLUMNS = ("overlap", "img1", "tile1", "img2", "tile2", "evidence", "informative")
+PAIR_COLUMNS = ("overlap", "img1", "tile1", "img2", "tile2", "evidence", "informative", "row1", "row2")
 
 def check_evidence(options: dict | None) -> dict:
     """Config `evidence` merged over its defaults (config/config.yaml); unknown keys and bad values are errors."""
@@ -155,8 +185,12 @@ def check_evidence(options: dict | None) -> dict:
     for key in ("colour_levels", "clip_levels", "flat_levels", "noise_levels"):
         if not 0 <= e[key] <= 255:
             raise TiledupError(f"evidence.{key} {e[key]} must be within 0..255")
-    if not (isinstance(e["min_pixels"], int) and e["min_pixels"] >= 1):
-        raise TiledupError(f"evidence.min_pixels {e['min_pixels']} must be an integer >= 1")
+    for key in ("min_pixels", "same_corners"):
+        if not (isinstance(e[key], int) and e[key] >= 1):
+            raise TiledupError(f"evidence.{key} {e[key]} must be an integer >= 1")
+    for key in ("same_mean_levels", "same_max_levels", "same_corner_levels", "same_corner_ratio"):
+        if not (isinstance(e[key], (int, float)) and e[key] >= 0):
+            raise TiledupError(f"evidence.{key} {e[key]} must be a number >= 0")
     return e
 
 
@@ -199,6 +233,47 @@ def unexplained_pixels(solid_tile: np.ndarray, colour, other: np.ndarray, *,
     return int(np.count_nonzero(outside & flat))
 
 
+CORNER_MARGIN = 8  # px left out at the tile's edges, where the border mirror makes corners of straight edges
+
+
+def residual_levels(tiles1: np.ndarray, tiles2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, max) |tile1 - tile2| per pair (N,) once each channel's median difference (an offset from
+    separate radiometric processing) is taken out; tiles (N, H, W, 3) uint8."""
+    d = tiles1.astype(np.int16) - tiles2.astype(np.int16)  # (N, H, W, 3)
+    offset = np.rint(np.median(d[:, ::4, ::4].reshape(len(d), -1, 3), axis=1)).astype(np.int16)  # (N, 3)
+    d -= offset[:, None, None, :]
+    np.abs(d, out=d)
+    return d.mean(axis=(1, 2, 3)), d.max(axis=(1, 2, 3))
+
+
+def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -> int:
+    """Pixels of a tile (grey) where the local structure tensor (5 x 5 window) has its smaller eigenvalue
+    above corner_levels and above corner_ratio x the larger: texture that varies in two directions.
+    Flat tiles have none, nor do straight edges: along one the smaller eigenvalue is a small share of
+    the larger (an absolute level alone counts the stair steps of a strong slanted edge), so agreement
+    there says nothing about the shift or the time."""
+    grey = cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # cv2.cornerEigenValsAndVecs(grey, 5, 3)'s eigenvalues, in closed form: it also computes the
+    # eigenvectors, 12x slower (5.5 ms a tile, more than DupNet's pair). Same scale and borders.
+    dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 20)  # 1 / (2^(ksize-1) x window)
+    dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 20)
+    m = CORNER_MARGIN
+    a, b, c = (cv2.boxFilter(x, -1, (5, 5), normalize=False)[m:-m, m:-m] for x in (dx * dx, dx * dy, dy * dy))
+    half, root = (a + c) / 2, np.sqrt(((a - c) / 2) ** 2 + b * b)
+    small, large = half - root, half + root  # the structure tensor's eigenvalues per pixel
+    return int(np.count_nonzero((small > corner_levels) & (small > corner_ratio * large)))
+
+
+def certain_pairs(tiles1: np.ndarray, tiles2: np.ndarray, *, same_mean_levels: float, same_max_levels: float,
+                  same_corner_levels: float, same_corner_ratio: float, same_corners: int, **_) -> np.ndarray:
+    """(N,) bool: textured tile pairs that are certain duplicates (evidence SAME, module docstring)."""
+    mean, top = residual_levels(tiles1, tiles2)
+    same = (mean <= same_mean_levels) & (top <= same_max_levels)
+    for k in np.flatnonzero(same):  # structure only where the pixels agree: most candidates stop above
+        same[k] = corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio) >= same_corners
+    return same
+
+
 def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: bool,
                    colour1=None, colour2=None, **evidence) -> str:
     """Evidence of a tile pair with at least one solid side: NOT_DUP or NO_EVIDENCE (module docstring).
@@ -221,24 +296,74 @@ def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: b
     return NOT_DUP if n >= e["min_pixels"] else NO_EVIDENCE
 
 
-def expand(overlaps: pd.DataFrame, solid: dict, dominant: dict | None, colour_levels: float) -> pd.DataFrame:
-    """One row per tile pair of every overlap: overlap (row index), img1, tile1, img2, tile2, evidence, informative.
+@dataclass
+class TileTable:
+    """Tile-table columns of some images as arrays, row i = the 9 tiles of images[i] (images sorted).
+
+    About 135 bytes per tile (a dict per tile took 635: 1.1 GB at Airbus's 1.7 million tiles);
+    index() maps image ids to rows in one vectorised lookup.
+    """
+
+    images: np.ndarray  # (n,) object, sorted
+    solid: np.ndarray  # (n, 9) bool
+    dominant: np.ndarray  # (n, 9, 3) uint8: the solid colour (per-channel median)
+    bmh: np.ndarray  # (n, 9, 32) uint8
+    bmh96: np.ndarray  # (n, 9, 96) uint8
+
+    def __post_init__(self):
+        self._index = pd.Index(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def index(self, image_ids) -> np.ndarray:
+        """Row of each image id; -1 where the table lacks it."""
+        return self._index.get_indexer(np.asarray(image_ids, object))
+
+
+def _tag_pair_arrays() -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """Tag -> code; (tags, 9, 2) tile pairs per tag code (padded); (tags,) pair counts."""
+    codes = {tag: k for k, tag in enumerate(TAGS)}
+    pairs = np.zeros((len(TAGS), N_TILES, 2), np.int8)
+    count = np.zeros(len(TAGS), np.int64)
+    for tag, k in codes.items():
+        p = tag_tile_pairs(tag)
+        pairs[k, :len(p)], count[k] = p, len(p)
+    return codes, pairs, count
+
+
+TAG_CODE, TAG_PAIRS, TAG_COUNT = _tag_pair_arrays()
+
+
+def expand(overlaps: pd.DataFrame, table: TileTable, colour_levels: float) -> pd.DataFrame:
+    """One row per tile pair of every overlap: overlap (row index), img1, tile1, img2, tile2, evidence,
+    informative, and row1 / row2 (the images' rows in `table`).
 
     evidence is TEXTURE (both sides textured), NOT_DUP (two solid tiles of clearly different
-    colours, known from `dominant`: (image, tile) -> tile table colour) or SOLID (a solid
-    side: score_pairs settles it on the pixels). informative = evidence may be given.
+    colours, known from the tile table) or SOLID (a solid side: score_pairs settles it on the
+    pixels). informative = evidence may be given. Vectorised: no Python loop over tile pairs.
     """
-    rows = [(k, o.img1, t1, o.img2, t2)
-            for k, o in enumerate(overlaps.itertuples()) for t1, t2 in tag_tile_pairs(o.tag)]
-    pairs = pd.DataFrame(rows, columns=["overlap", "img1", "tile1", "img2", "tile2"])
-    evidence = []
-    for a, t, b, u in zip(pairs.img1, pairs.tile1, pairs.img2, pairs.tile2):
-        s1, s2 = solid[(a, t)], solid[(b, u)]
-        if s1 and s2 and dominant is not None and colours_differ(dominant[(a, t)], dominant[(b, u)], colour_levels):
-            evidence.append(NOT_DUP)
-        else:
-            evidence.append(SOLID if s1 or s2 else TEXTURE)
-    pairs["evidence"] = pd.Series(evidence, index=pairs.index, dtype=object)
+    code = overlaps.tag.map(TAG_CODE)
+    if code.isna().any():
+        bad = overlaps.tag[code.isna()].iloc[0]
+        raise TiledupError(f"unknown overlap tag {bad!r} (expected one of {', '.join(TAGS)})")
+    rows1, rows2 = table.index(overlaps.img1), table.index(overlaps.img2)
+    if (rows1 < 0).any() or (rows2 < 0).any():
+        missing = sorted(set(overlaps.img1[rows1 < 0]) | set(overlaps.img2[rows2 < 0]))
+        raise TiledupError(f"{len(missing)} image(s) not in the tile tables, e.g. {', '.join(missing[:5])}")
+    code = code.to_numpy(np.int64)
+    count = TAG_COUNT[code]
+    overlap = np.repeat(np.arange(len(overlaps)), count)
+    pos = np.arange(len(overlap)) - np.repeat(np.cumsum(count) - count, count)  # pair's place in its overlap
+    t1 = TAG_PAIRS[code[overlap], pos, 0].astype(np.int64)
+    t2 = TAG_PAIRS[code[overlap], pos, 1].astype(np.int64)
+    r1, r2 = rows1[overlap], rows2[overlap]
+    s1, s2 = table.solid[r1, t1], table.solid[r2, t2]
+    far = np.abs(table.dominant[r1, t1].astype(np.int16) - table.dominant[r2, t2]).max(axis=1) > colour_levels
+    evidence = np.where(s1 & s2 & far, NOT_DUP, np.where(s1 | s2, SOLID, TEXTURE)).astype(object)
+    pairs = pd.DataFrame({"overlap": overlap, "img1": overlaps.img1.to_numpy(object)[overlap], "tile1": t1,
+                          "img2": overlaps.img2.to_numpy(object)[overlap], "tile2": t2, "evidence": evidence,
+                          "row1": r1, "row2": r2})
     pairs["informative"] = pairs.evidence != NO_EVIDENCE
     return pairs
 
@@ -263,57 +388,105 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs.assign(group=group).sort_values(["group", "img1", "img2", "tile1"]).drop(columns="group")
 
 
-def score_pairs(pairs: pd.DataFrame, tiles_table: dict, cache: ChipCache, model,
-                batch_size: int, evidence: dict, progress=None) -> pd.DataFrame:
+def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
+                evidence: dict, progress=None, methods=METHODS,
+                certain_first: bool = False) -> pd.DataFrame:
     """Settle and score the tile pairs; returns the rows of `pairs` that are evidence, one column per method.
 
-    TEXTURE rows are scored by DupNet and every baseline; NOT_DUP rows score 0 for every
-    method; SOLID rows become NOT_DUP or are dropped (no evidence) by solid_evidence
+    TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for),
+    and those equal up to JPEG noise on real structure become SAME (certain_pairs; still scored,
+    so that each method's figures stay its own, unless `certain_first`: then DupNet, whose
+    score cannot change the decision there, skips them and leaves NaN); NOT_DUP rows score 0 for
+    every method; SOLID rows become NOT_DUP or are dropped (no evidence) by solid_evidence
     (the `evidence` config block). The result's `evidence` column says which.
-    tiles_table[(image, tile)] holds bmh, bmh96, solid and, when known, dominant.
+    bmh and bmh96 come from `table`; imagehash's hashes (about 1 ms per tile) are computed only
+    when asked for, once per tile. DupNet gets full batches of `batch_size` pairs: its rows
+    gather across the batches of the cheap tests.
     `progress` (a tiledup.run.progress.Progress) counts the scored tile pairs.
     """
     e = check_evidence(evidence)
     todo = image_order(pairs[pairs.evidence != NO_EVIDENCE]).reset_index(drop=True)
     kinds = todo.evidence.to_numpy(object).copy()
+    img1, img2 = todo.img1.to_numpy(object), todo.img2.to_numpy(object)
+    t1, t2 = todo.tile1.to_numpy(np.int64), todo.tile2.to_numpy(np.int64)
+    r1, r2 = todo.row1.to_numpy(np.int64), todo.row2.to_numpy(np.int64)
     decode = kinds != NOT_DUP
-    cache.expect(todo.img1[decode])
-    cache.expect(todo.img2[decode])
-    hashes: dict[tuple[str, int], dict] = {}
+    cache.expect(img1[decode])
+    cache.expect(img2[decode])
+    slow_hashes = [h for h in baselines.HASHES if h in methods]
+    hash_cache: dict[tuple[int, int], dict] = {}
 
-    def side(image_id, tile):
-        tiles = cache.tiles(image_id)
-        if (image_id, tile) not in hashes:
-            row = tiles_table[(image_id, tile)]
-            hashes[(image_id, tile)] = tile_hashes(tiles[tile], row["bmh"], row["bmh96"])
-        return tiles[tile], hashes[(image_id, tile)]
+    def hashes(row, tile, pixels):  # imagehash's hashes of one tile, computed once
+        if (row, tile) not in hash_cache:
+            h = baselines.tile_hashes(pixels[None])
+            hash_cache[(row, tile)] = {k: h[k][0] for k in slow_hashes}
+        return hash_cache[(row, tile)]
 
-    def colour(image_id, tile):
-        return tiles_table[(image_id, tile)].get("dominant")
+    scores = {m: np.zeros(len(todo), np.float32) for m in methods}  # NOT_DUP rows: every method says 0
+    cheap = [m for m in methods if m != "dupnet"]
+    batch: list[int] = []
+    sides: tuple[list, list] = ([], [])
+    net: list[int] = []  # rows waiting for DupNet, and their tiles
+    net_sides: tuple[list, list] = ([], [])
 
-    scorer = PairScorer(model, batch_size, progress)
-    scored_rows = []
-    for k, (a, t, b, u) in enumerate(zip(todo.img1, todo.tile1, todo.img2, todo.tile2)):
+    def run_net():
+        if not net:
+            return
+        from tiledup.model.dupnet import predict
+
+        scores["dupnet"][net] = predict(model, np.stack(net_sides[0]), np.stack(net_sides[1]), batch_size)
+        net.clear(), net_sides[0].clear(), net_sides[1].clear()
+
+    def flush():
+        if not batch:
+            return
+        k = np.asarray(batch)
+        h1 = {"bmh": table.bmh[r1[k], t1[k]], "bmh96": table.bmh96[r1[k], t1[k]]}
+        h2 = {"bmh": table.bmh[r2[k], t2[k]], "bmh96": table.bmh96[r2[k], t2[k]]}
+        for name in slow_hashes:
+            h1[name] = np.stack([hashes(r1[i], t1[i], x)[name] for i, x in zip(k, sides[0])])
+            h2[name] = np.stack([hashes(r2[i], t2[i], x)[name] for i, x in zip(k, sides[1])])
+        tiles1, tiles2 = np.stack(sides[0]), np.stack(sides[1])
+        same = certain_pairs(tiles1, tiles2, **e)
+        kinds[k[same]] = SAME
+        for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
+            scores[name][k] = v
+        if "dupnet" in methods:
+            if certain_first:
+                scores["dupnet"][k[same]] = np.nan
+            for j in np.flatnonzero(~same) if certain_first else range(len(k)):
+                net.append(k[j]), net_sides[0].append(sides[0][j]), net_sides[1].append(sides[1][j])
+            if len(net) >= batch_size:
+                run_net()
+        if progress is not None:
+            progress.update(len(k))
+        batch.clear(), sides[0].clear(), sides[1].clear()
+
+    for k in np.flatnonzero(decode):
+        tiles1, tiles2 = cache.tiles(img1[k]), cache.tiles(img2[k])
         if kinds[k] == TEXTURE:
-            tile1, h1 = side(a, t)
-            tile2, h2 = side(b, u)
-            scorer.add(tile1, tile2, h1, h2)
-            scored_rows.append(k)
-        elif kinds[k] == SOLID:
-            kinds[k] = solid_evidence(cache.tiles(a)[t], tiles_table[(a, t)]["solid"],
-                                      cache.tiles(b)[u], tiles_table[(b, u)]["solid"],
-                                      colour(a, t), colour(b, u), **e)
-    out = todo.assign(evidence=kinds)
-    result = scorer.result()
-    for m in METHODS:
-        col = np.zeros(len(out), np.float32)  # NOT_DUP rows: every method says "different"
-        col[scored_rows] = result[m].to_numpy(np.float32)
-        out[m] = col
+            batch.append(k)
+            sides[0].append(tiles1[t1[k]])
+            sides[1].append(tiles2[t2[k]])
+            if len(batch) >= batch_size:
+                flush()
+        else:  # SOLID
+            kinds[k] = solid_evidence(tiles1[t1[k]], table.solid[r1[k], t1[k]], tiles2[t2[k]],
+                                      table.solid[r2[k], t2[k]], table.dominant[r1[k], t1[k]],
+                                      table.dominant[r2[k], t2[k]], **e)
+    flush()
+    run_net()
+    out = todo.assign(evidence=kinds, **scores)
     return out[out.evidence != NO_EVIDENCE].reset_index(drop=True)
 
 
 def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """Overlap score = minimum over its evidence pairs (the rows of `scored`); NaN when it has none (undecidable)."""
+    """Overlap score = minimum over its evidence pairs (the rows of `scored`); NaN when it has none (undecidable).
+
+    With DupNet's scores and the evidence kinds at hand, also: n_same (SAME pairs), certain (every
+    evidence pair SAME) and decision, the score verify decides by: DupNet's, a SAME pair counting
+    1.0 (a certain duplicate, whatever DupNet says). Each method's own column stays its own score.
+    """
     out = overlaps.copy()
     out["n_tile_pairs"] = pairs.groupby("overlap").size().reindex(range(len(out)), fill_value=0).to_numpy()
     out["n_informative"] = scored.groupby("overlap").size().reindex(range(len(out)), fill_value=0).to_numpy()
@@ -322,42 +495,64 @@ def aggregate(overlaps: pd.DataFrame, pairs: pd.DataFrame, scored: pd.DataFrame)
     worst = scored.groupby("overlap")[methods].min().reindex(range(len(out)))
     for m in methods:
         out[m] = worst[m].to_numpy(dtype=np.float32)
+    if "evidence" in scored:
+        same = scored.evidence.to_numpy(object) == SAME
+        n_same = pd.Series(same).groupby(scored.overlap.to_numpy()).sum()
+        out["n_same"] = n_same.reindex(range(len(out)), fill_value=0).to_numpy(np.int64)
+        out["certain"] = out.decidable.to_numpy(bool) & (out.n_same == out.n_informative).to_numpy()
+        if "dupnet" in scored:
+            decision = pd.Series(np.where(same, np.float32(1), scored.dupnet.to_numpy(np.float32)))
+            out["decision"] = decision.groupby(scored.overlap.to_numpy()).min().reindex(range(len(out))).to_numpy(
+                np.float32)
     return out
 
 
 TILE_COLUMNS = columns("image_id", "tile", "bmh", "bmh96", "solid", "dominant")  # what tile_lookup needs
 
 
-def tile_lookup(tiles: pa.Table, image_ids) -> dict:
-    """(image_id, tile) -> bmh, bmh96, solid, dominant of the given images only: memory follows the
-    overlaps to score, not the whole dataset (1.7 million tiles for Airbus)."""
+def tile_lookup(tiles: pa.Table, image_ids) -> TileTable:
+    """The TileTable of the given images only: memory follows the overlaps to score, not the whole
+    dataset (1.7 million tiles for Airbus). Each image must have tiles 0..8 once."""
     wanted = pa.array(sorted(image_ids), pa.string())
-    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted)).to_pandas()
-    return {(i, int(t)): {"bmh": b, "bmh96": b96, "solid": bool(s), "dominant": np.frombuffer(d, np.uint8)}
-            for i, t, b, b96, s, d in zip(sub.image_id, sub.tile, sub.bmh, sub.bmh96, sub.solid, sub.dominant)}
+    sub = tiles.filter(pc.is_in(tiles["image_id"], value_set=wanted))
+    sub = sub.sort_by([("image_id", "ascending"), ("tile", "ascending")])
+    ids = sub["image_id"].to_numpy(zero_copy_only=False)
+    tile = sub["tile"].to_numpy()
+    n = len(ids) // N_TILES
+    if len(ids) % N_TILES or not (np.array_equal(tile, np.tile(np.arange(N_TILES), n))
+                                  and (ids[::N_TILES] == ids[N_TILES - 1::N_TILES]).all()):
+        counts = pd.Series(ids).value_counts()
+        bad = counts[counts != N_TILES]
+        example = bad.index[0] if len(bad) else pd.Series(ids).iloc[0]
+        raise TiledupError(f"tile table: image {example} does not have tiles 0..8 exactly once (re-run the tile stage)")
+    source = "tile table"
+    return TileTable(images=ids[::N_TILES].astype(object),
+                     solid=sub["solid"].to_numpy(zero_copy_only=False).astype(bool).reshape(n, N_TILES),
+                     dominant=fixed_binary(sub["dominant"], 3, "dominant", source).reshape(n, N_TILES, 3),
+                     bmh=fixed_binary(sub["bmh"], HASH_BYTES, "bmh", source).reshape(n, N_TILES, HASH_BYTES),
+                     bmh96=fixed_binary(sub["bmh96"], 3 * HASH_BYTES, "bmh96", source).reshape(
+                         n, N_TILES, 3 * HASH_BYTES))
 
 
-def score_overlaps(overlaps: pd.DataFrame, tiles_table: dict, cache: ChipCache, model, batch_size: int,
+def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                    evidence: dict, progress: str | None = None,
-                   combine=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   combine=None, methods=METHODS, certain_first: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
     decidable and one score per method; their evidence tile pairs).
 
     `progress`: a label to log the scoring's progress under; `combine`: name -> function of the
     scored pairs, extra per-pair scores (e.g. the combined baseline) that evidence of "not
-    duplicate" sets to 0 like every other method's.
+    duplicate" sets to 0 like every other method's; `methods`: the methods to score (verify
+    needs DupNet and the cheap baselines only); `certain_first`: DupNet skips SAME pairs
+    (verify: they decide alone, score_pairs).
     """
     from tiledup.run.progress import Progress
 
     e = check_evidence(evidence)
-    # only these overlaps' tiles: verify calls this per chunk with the tiles of every candidate
-    keys = [(i, t) for i in set(overlaps.img1) | set(overlaps.img2) for t in range(GRID * GRID)]
-    solid = {k: tiles_table[k]["solid"] for k in keys}
-    dominant = {k: tiles_table[k]["dominant"] for k in keys}
-    pairs = expand(overlaps, solid, dominant, e["colour_levels"])
+    pairs = expand(overlaps, table, e["colour_levels"])
     n_texture = int((pairs.evidence == TEXTURE).sum())
     with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
-        scored = score_pairs(pairs, tiles_table, cache, model, batch_size, e, bar)
+        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, certain_first)
     for name, fn in (combine or {}).items():
         scored[name] = np.where(scored.evidence == NOT_DUP, 0.0, fn(scored)).astype(np.float32)
     return aggregate(overlaps, pairs, scored), scored

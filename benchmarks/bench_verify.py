@@ -1,0 +1,110 @@
+"""verify throughput: candidate overlaps scored per second, this code against an earlier commit, in one run.
+
+    .venv/bin/python benchmarks/bench_verify.py --results RESULTS [--before REF] [--after REF] [--repeat 2] [--threads 2]
+
+RESULTS is a finished workflow's results/ folder (a development demo, e.g. demo.seed 1):
+its overlaps/candidates.parquet, model/dupnet.pt, tiles/*.parquet and demo/images are
+read, never written. verify runs in a fresh Python process per measurement (torch limited
+to --threads), on this checkout's src/ (or, with --after, `git archive REF src` of this
+repository) and, with --before, on `git archive REF src`, alternately --repeat times; the figures are candidates / wall time of the verify()
+call (imports and model loading included, Python start-up not), best of the repeats, and
+candidates / CPU time of that process (all its threads): on a machine other jobs share, wall
+time says little, while 2 x candidates per CPU second is what 2 quiet cores would give when
+the threads keep both busy (an upper bound on the wall-clock rate). The
+two overlaps.parquet are then compared: the decisions (is_dup, null = undecidable) must
+be equal row for row; the largest difference of DupNet's score is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+
+RUN = """
+import json, sys, time
+import torch
+torch.set_num_threads({threads})
+start, cpu = time.perf_counter(), time.process_time()
+from tiledup.discovery.verify import verify
+verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, device="cpu")
+print(json.dumps({{"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}}))
+"""
+
+
+def run_verify(src: Path, results: Path, out: Path, threads: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of one verify() call on `results` with the package in `src`."""
+    code = RUN.format(threads=threads, candidates=str(results / "overlaps" / "candidates.parquet"),
+                      images=str(results / "demo" / "images"), model=str(results / "model" / "dupnet.pt"),
+                      tiles=[str(p) for p in sorted((results / "tiles").glob("*.parquet"))],
+                      out=str(out), truth=str(out.with_suffix(".txt")))
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"verify failed with {src}:\n{proc.stderr[-3000:]}")
+    times = json.loads(proc.stdout.strip().splitlines()[-1])
+    return times["seconds"], times["cpu"]
+
+
+def checkout(ref: str, dest: Path) -> Path:
+    """src/ of commit `ref` of this repository, unpacked into dest."""
+    dest.mkdir()
+    archive = dest / "src.tar"
+    subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), ref, "src"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "src"
+
+
+def compare(before: Path, after: Path) -> str:
+    a = pq.read_table(before).to_pandas()
+    b = pq.read_table(after).to_pandas()
+    keys = ["img1", "img2", "tag"]
+    if len(a) != len(b) or not a[keys].equals(b[keys]):
+        return "DIFFERENT candidates in the two tables"
+    same = (a.is_dup.isna() == b.is_dup.isna()) & ((a.is_dup == b.is_dup) | a.is_dup.isna())
+    diff = (a.score - b.score).abs().max()
+    return (f"decisions equal on {int(same.sum())} of {len(a)} overlaps "
+            f"({int((~same).sum())} differ); largest |score difference| {diff:.2e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", required=True, type=Path, help="a finished workflow's results/ folder")
+    ap.add_argument("--before", default="", help="git commit to measure against (e.g. main)")
+    ap.add_argument("--after", default="", help="git commit to measure instead of this checkout")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    n = pq.read_metadata(a.results / "overlaps" / "candidates.parquet").num_rows
+    with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
+        tmp = Path(tmp)
+        codes = {f"after ({a.after})": checkout(a.after, tmp / "after")} if a.after else {"this checkout": REPO / "src"}
+        if a.before:
+            codes[f"before ({a.before})"] = checkout(a.before, tmp / "before")
+        best: dict[str, tuple[float, float]] = {}
+        for k in range(a.repeat):
+            for i, (name, src) in enumerate(codes.items()):
+                wall, cpu = run_verify(src, a.results, tmp / f"overlaps{i}.parquet", a.threads)
+                best[name] = min(best.get(name, (wall, cpu)), (wall, cpu))
+                print(f"  run {k + 1}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+        print(f"{n:,} candidate overlaps, {a.threads} torch threads, best of {a.repeat} (load average "
+              f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} CPUs):")
+        for name, (wall, cpu) in best.items():
+            print(f"  {name:>24}: {wall:7.1f} s wall = {n / wall:6.0f} overlaps/s; {cpu:7.1f} s CPU = "
+                  f"{n / cpu:6.0f} overlaps per CPU second")
+        if a.before:
+            print("  " + compare(tmp / "overlaps1.parquet", tmp / "overlaps0.parquet"))
+
+
+if __name__ == "__main__":
+    main()
