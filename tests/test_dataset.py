@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -211,3 +212,18 @@ def test_unknown_and_bad_options(tmp_path, synthetic_pairs):
         build_dataset(paths, None, tmp_path / "out", **options("sample", pairs=0))
     with pytest.raises(TiledupError, match="seed"):
         build_dataset(paths, None, tmp_path / "out", **options("sample", seed=-1))
+
+
+def test_one_real_chip_still_fills_every_split(tmp_path, real_pairs):
+    """A folder with one usable chip (the rest rejected): its pairs are spread over the three splits,
+    each class in each split, with a warning that the splits share that image."""
+    one = real_pairs.filter(pc.equal(real_pairs["image_id"], real_pairs["image_id"][0]))
+    path = tmp_path / "000.parquet"
+    pq.write_table(one, path)
+    counts = build_dataset([path], None, tmp_path / "out", **options("sample"))
+    splits = read_splits(tmp_path / "out")
+    assert all(counts[s]["dups"] == counts[s]["nondups"] > 0 for s in SPLITS)
+    assert sum(len(df) for df in splits.values()) == sum(counts[s]["pairs"] for s in SPLITS)
+    rows = pd.concat(splits.values())
+    assert not rows.duplicated(["tile1", "tile2"]).any()  # no pair twice, though the image is in all three
+    assert any("cannot fill the 3 splits" in w for w in counts["warnings"])

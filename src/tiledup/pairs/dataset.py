@@ -83,17 +83,26 @@ def build_dataset(pairs_paths, layout_path, out_dir, *, pairs: int, seed: int, b
     table = read_pairs(pairs_paths)
     groups = _groups(table, group_by, layout_path)
     rng = np.random.default_rng(seed)
-    split_of_group = assign_splits(np.bincount(groups), fractions, rng, group_by)
-    split = split_of_group[groups]
-
     is_dup = table["is_dup"].to_numpy(zero_copy_only=False)
+    warnings: list[str] = []
+    n_groups, needed = len(np.bincount(groups)), sum(fractions[s] > 0 for s in SPLITS)
+    if group_by == "image" and 0 < n_groups < needed:
+        # A folder of one or two usable chips still gets a model and a report: the packaged DupNet
+        # is kept for so few pairs (train.min_pairs_finetune), and val serves only thresholds.
+        warnings.append(f"{n_groups} {group_by}(s) cannot fill the {needed} splits: their pairs are spread "
+                        "over the splits, which then share images")
+        split = spread_pairs(is_dup, fractions, rng)
+        split_of_group = np.full(n_groups, -1)
+    else:
+        split_of_group = assign_splits(np.bincount(groups), fractions, rng, group_by)
+        split = split_of_group[groups]
+
     targets = _targets(pairs, fractions)
     chosen = {s: _sample(np.flatnonzero(split == k), is_dup, targets[s], balance, rng)
               for k, s in enumerate(SPLITS)}
     settings = dict(pairs=pairs, seed=seed, balance=balance, group_by=group_by, fractions=fractions)
     counts = {"settings": settings,
               "available": _counts(table, groups, np.arange(table.num_rows))}
-    warnings: list[str] = []
     for k, s in enumerate(SPLITS):  # check every split before writing any
         if len(chosen[s]) == 0 and fractions[s] > 0:
             n_pairs, n_groups = int((split == k).sum()), int((split_of_group == k).sum())
@@ -194,6 +203,16 @@ def assign_splits(sizes: np.ndarray, fractions: dict, rng: np.random.Generator, 
         out[order[start:end]] = SPLITS.index(s)
         start = end
     return out
+
+
+def spread_pairs(is_dup: np.ndarray, fractions: dict, rng: np.random.Generator) -> np.ndarray:
+    """Split index per pair, each class cut over the splits near the fractions (too few images to keep
+    each image's pairs in one split)."""
+    split = np.empty(len(is_dup), np.int8)
+    for cls in (True, False):
+        rows = np.flatnonzero(is_dup == cls)
+        split[rows] = assign_splits(np.ones(len(rows), np.int64), fractions, rng, "pair")
+    return split
 
 
 def _targets(pairs: int, fractions: dict) -> dict:
