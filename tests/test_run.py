@@ -194,3 +194,14 @@ def test_lower_shard_count_leaves_no_tables_of_the_earlier_count(chips_run):
         assert sorted(p.name for p in (work / folder).glob("*.parquet")) == ["000.parquet", "001.parquet"]
     tiles = pq.read_table(sorted((work / "tiles").glob("*.parquet"))).to_pandas()
     assert tiles.image_id.nunique() == 24 and len(tiles) == 9 * 24  # no image twice
+
+
+def test_a_users_config_file_sits_between_the_defaults_and_the_runs_own(tmp_path):
+    """`tiledup run --configfile my.yaml`: my.yaml over config/config.yaml, the run's --set and folders last."""
+    from tiledup.run.launch import snakemake_command
+
+    mine = tmp_path / "my.yaml"
+    mine.write_text("train: {epochs: 1}\n")
+    cmd = snakemake_command(Path("/clone/Snakefile"), tmp_path / "run.yaml", 2, None, ["-n"], [mine])
+    assert cmd[-4:] == ["--configfile", "/clone/config/config.yaml", str(mine), str(tmp_path / "run.yaml")]
+    assert cmd[1] == "-n"  # Snakemake's own arguments come before --configfile takes every word after it

@@ -127,7 +127,7 @@ def cmd_run(a, opts):
     from tiledup.run.launch import run
 
     return run(a.images, out=a.out, truth=a.truth, cores=a.cores, profile=a.profile, sets=a.set, force=a.force,
-               extra=a.snakemake, resume=a.argv)
+               extra=a.snakemake, resume=a.argv, configfiles=a.configfile)
 
 
 def cmd_truth(a, opts):
@@ -435,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", default="", help="dup_truth file to evaluate against (optional)")
     s.add_argument("--cores", default="all", help="cores Snakemake may use (default: %(default)s)")
     s.add_argument("--profile", help="a Snakemake profile: a name under profiles/ (e.g. slurm) or a folder")
+    s.add_argument("--configfile", action="append", default=[], metavar="FILE",
+                   help="a config file layered over config/config.yaml (keys as there); repeatable; --set wins")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key (nested with dots, YAML value), e.g. --set train.epochs=1; repeatable")
     s.add_argument("--force", action="store_true",

@@ -89,6 +89,8 @@ if SPLIT_CHECK:
             verdicts=optional_input("verdicts"),
         conda:
             "../../envs/tiledup.yaml"
+        benchmark:
+            f"{RESULTS}/benchmarks/split_check.tsv"
         log:
             f"{RESULTS}/logs/split_check.log",
         shell:
@@ -105,6 +107,8 @@ rule exports:
         removable=f"{RESULTS}/groups/removable.txt",
     conda:
         "../../envs/tiledup.yaml"
+    benchmark:
+        f"{RESULTS}/benchmarks/exports.tsv"
     log:
         f"{RESULTS}/logs/exports.log",
     shell:

@@ -3,7 +3,7 @@
 - duplicates.json: every tiled image mapped to its duplicates, the way imagededup
   writes its duplicate map: {"a.jpg": [{"image": "b.jpg", "tag": "38", "score": 0.97}, ...]},
   the tag as seen from the key image (so b.jpg's entry for a.jpg carries the partner tag),
-  score = DupNet's overlap score; images without a duplicate map to []. Keys and lists are
+  score = verify's decision score (DupNet's minimum over the tile pairs, a certain pair counting 1.0); images without a duplicate map to []. Keys and lists are
   sorted (lists by score, highest first), so the file is byte-stable.
 - removable.txt: chips that are safe to drop, one id per line: full-overlap (tag 08)
   duplicates of a chip that is kept. Chips joined by verify's tag-08 duplicate decisions

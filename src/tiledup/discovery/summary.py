@@ -1,8 +1,9 @@
 """What a run found, in numbers: the console summary at its end, and the report's summary reads it too.
 
-Split leak check: a duplicate overlap that verify found between chips in two
-different splits leaks (it happens only where the groups cut an edge as a
-conflict); the check counts those overlaps and the chips involved.
+Split leak check: a duplicate overlap that verify found (or a person's verdict
+confirmed) between chips in two different splits leaks. The groups rule keeps
+every decided duplicate's chips in one split, so the check should find none; it
+counts those overlaps and the chips involved, so a split edited by hand shows.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def summary_lines(f: dict, split_path, report_path, removable_path=None, n_remov
         f"{f['chips']:,} chips ({f['undecidable']:,} overlaps undecidable)"
         + (f"; {n_removable:,} chips safe to drop: {removable_path}" if n_removable is not None else ""),
         f"Groups: {f['multi_image_groups']:,} of two or more chips (largest {f['largest_group']:,}); "
-        f"{f['conflicts']:,} conflicts cut",
-        f"Split: {sizes} chips, whole groups: {split_path}; "
+        f"{f['conflicts']:,} decided overlaps overruled in the mosaics (conflicts.parquet)",
+        f"Split: {sizes} chips, every decided duplicate's chips together: {split_path}; "
         + ("no found duplicate crosses two splits" if not leaks["overlaps"] else
-           f"{leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} chips; cut as conflicts)"),
+           f"{leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} chips)"),
         f"Report: {report_path}",
     ]
     return lines

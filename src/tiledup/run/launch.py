@@ -86,14 +86,17 @@ def prepare(images, out, truth=None, sets=(), force=False) -> Path:
     return path
 
 
-def snakemake_command(snakefile: Path, run_config: Path, cores, profile: str | None, extra=()) -> list[str]:
+def snakemake_command(snakefile: Path, run_config: Path, cores, profile: str | None, extra=(),
+                      configfiles=()) -> list[str]:
+    """Snakemake on the clone's Snakefile; config layers: the defaults, the user's files, then the run's own."""
     exe = Path(sys.executable).with_name("snakemake")
     # the extra arguments (targets, options) first: --configfile takes every word after it
     cmd = [str(exe) if exe.exists() else "snakemake", *extra, "--snakefile", str(snakefile), "--cores", str(cores)]
     if profile:
         named = snakefile.parent / "profiles" / profile
         cmd += ["--profile", str(named if named.is_dir() else profile)]
-    return cmd + ["--configfile", str(snakefile.parent / "config" / "config.yaml"), str(run_config)]
+    return cmd + ["--configfile", str(snakefile.parent / "config" / "config.yaml"),
+                  *(str(Path(c).resolve()) for c in configfiles), str(run_config)]
 
 
 def stream(cmd: list[str], cwd: Path, resume: str) -> int:
@@ -135,12 +138,15 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
 
 
 def run(images, out, truth=None, cores="all", profile=None, sets=(), force=False, extra=(),
-        resume=()) -> int:
+        resume=(), configfiles=()) -> int:
     """The `tiledup run` command; returns Snakemake's exit code (128 + signal when stopped).
 
     resume: the command's arguments, for the line that says how to resume a stopped run.
     """
     snakefile = find_snakefile()
+    for c in configfiles:
+        if not Path(c).is_file():
+            raise TiledupError(f"config file {c} does not exist")
     run_config = prepare(images, out, truth, sets, force)
-    cmd = snakemake_command(snakefile, run_config, cores, profile, extra)
+    cmd = snakemake_command(snakefile, run_config, cores, profile, extra, configfiles)
     return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]))
