@@ -109,14 +109,15 @@ def test_config_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, ed
     assert jobs == reruns, proc.stdout
 
 
-def test_verdicts_rerun_groups_and_evaluate_only_and_a_split_check_adds_its_rule(demo_run, tmp_path):
-    """A person's verdicts are inputs of groups and evaluate only; split_check adds one rule after groups."""
+def test_verdicts_rerun_groups_exports_and_evaluate_only_and_a_split_check_adds_its_rule(demo_run, tmp_path):
+    """A person's verdicts are inputs of groups and evaluate only (exports follows groups); split_check adds
+    one rule after groups."""
     first = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[0]
     other = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[1]
     verdicts = tmp_path / "verdicts.txt"
     verdicts.write_text(f"{first} {other} 08 0\n")
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"verdicts={verdicts}", "-n")
-    assert set(planned_jobs(proc)) - {"all"} == {"groups", "evaluate"}, proc.stdout
+    assert set(planned_jobs(proc)) - {"all"} == {"groups", "exports", "evaluate"}, proc.stdout
     split = tmp_path / "my_split.csv"
     split.write_text(f"filename,subset\n{first},train\n{other},test\n")
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"split_check={split}", "-n")
@@ -198,7 +199,8 @@ def test_real_chips_that_overlap_nothing_run_to_the_end(tmp_path, real_data):
     assert d["counts"]["candidates"] == 0 and d["counts"]["found_dups"] == 0 and d["counts"]["groups"] == 10
     assert d["split"]["leaked_decided_duplicates"] == 0
     page = (results / "eval/report.html").read_text()
-    assert 'id="discovery"' in page and "No group holds two or more images" in page
+    assert 'id="groups"' in page and "No group holds two or more chips" in page
+    assert "no found duplicate crosses two splits" in page  # the summary's leak check
 
 
 def test_missing_images_folder_fails_before_any_job(tmp_path):
