@@ -191,6 +191,7 @@ def write_inputs(tmp_path, names, ov, candidates=()):
                       "n_tile_pairs": pa.array([9] * n, pa.int8()),
                       "n_informative": pa.array([o["n_informative"] for o in ov], pa.int8()),
                       "score": pa.array([o["score"] for o in ov], pa.float32()), "is_dup": [o["is_dup"] for o in ov],
+                      "certain": [False] * n,
                       **{m: pa.array([0.5] * n, pa.float32()) for m in ("bmh", "bmh96", "pixel_eq", "pixel_mad")}},
                      schema=OVERLAP_SCHEMA)
     overlaps = tmp_path / "overlaps.parquet"
@@ -257,14 +258,14 @@ def test_split_by_place_keeps_the_same_place_at_any_time_together(tmp_path):
     assert any(r[3]["candidate_overlaps_across_splits"] > 0 for r in by_dup)  # the place leaks at times
     for s in range(6):
         _, split, _, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s,
-                                      fractions=fractions, split={"by": "place"}, place_votes=2)
+                                      fractions=fractions, split=options("groups.split", by="place"), place_votes=2)
         where = dict(zip(split.image_id, split.split))
         assert where["a.jpg"] == where["b.jpg"] and where["e.jpg"] == where["f.jpg"] and where["c.jpg"] == where["d.jpg"]
         assert split.unit.nunique() == 5 and leaks["split_by"] == "place"  # ab, cd, ef, g, h
     with pytest.raises(TiledupError, match="split.by must be one of"):
-        run_rule(tmp_path, overlaps, tiles, split={"by": "time"})
+        run_rule(tmp_path, overlaps, tiles, split=options("groups.split", by="time"))
     with pytest.raises(TiledupError, match="place needs the candidates table"):
-        run_rule(tmp_path, overlaps, tiles, split={"by": "place"})
+        run_rule(tmp_path, overlaps, tiles, split=options("groups.split", by="place"))
 
 
 def test_a_persons_verdicts_override_verify(tmp_path):
@@ -298,3 +299,20 @@ def test_no_overlaps_at_all_gives_groups_of_one_and_a_split(tmp_path):
     assert leaks == {"split_by": "duplicates", "n_units": 2, "decided_duplicate_overlaps": 0,
                      "leaked_decided_duplicates": 0, "leaked": [], "candidate_overlaps": 0,
                      "candidate_overlaps_across_splits": 0}
+
+
+def test_an_undecidable_overlap_keeps_its_chips_in_one_split_unless_told_apart(tmp_path):
+    """An undecidable overlap (no tile pair is evidence: cloud or no-data on both sides) may be a duplicate."""
+    names = [f"c{k}.jpg" for k in range(6)]
+    ov = [overlap("c0.jpg", "c1.jpg", 0, 1, float("nan"), is_dup=None, n_informative=0)]
+    ov[0]["is_dup"] = None
+    overlaps, tiles, _ = write_inputs(tmp_path, names, ov)
+    fractions = {"train": 0.34, "val": 0.33, "test": 0.33}
+    together = [run_rule(tmp_path, overlaps, tiles, seed=s, fractions=fractions)[1] for s in range(6)]
+    assert all(t.unit.nunique() == 5 and t.set_index("image_id").split[["c0.jpg", "c1.jpg"]].nunique() == 1
+               for t in together)
+    apart = [run_rule(tmp_path, overlaps, tiles, seed=s, fractions=fractions,
+                      split=options("groups.split", undecidable="apart"))[1] for s in range(6)]
+    assert all(a.unit.nunique() == 6 for a in apart)
+    with pytest.raises(TiledupError, match="split.undecidable must be one of"):
+        run_rule(tmp_path, overlaps, tiles, split=options("groups.split", undecidable="maybe"))

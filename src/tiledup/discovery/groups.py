@@ -5,7 +5,8 @@ Two questions, answered apart:
 - **Which chips must share a split** (split.csv). Any two chips joined by a
   decided-duplicate overlap, whatever else the evidence says: the split's units
   are the connected components of every decided-duplicate overlap (and of
-  identical chips). Nothing the
+  identical chips; with `split.undecidable: together`, the default, also of
+  every undecidable overlap, which may be a duplicate). Nothing the
   tool itself decided duplicate can then cross two splits (leaks.json counts them:
   always 0). With `split.by: place` also of every candidate overlap that places
   its chips on one lattice the way the candidate search does (at least
@@ -83,6 +84,7 @@ CONFLICT_SCHEMA = pa.schema([("kind", pa.string()), ("img1", pa.string()), ("img
                              ("group1", pa.int32()), ("group2", pa.int32())])
 CONFLICT_KINDS = ("two positions", "outweighed by non-duplicates", "non-duplicate in group")
 SPLIT_BY = ("duplicates", "place")
+SPLIT_UNDECIDABLE = ("together", "apart")
 LOGGED = 20  # conflicts in the log, leaked overlaps in leaks.json
 # A person's verdict outweighs any sum of the model's evidence (at most 9 tile pairs per overlap).
 VERDICT_WEIGHT = 1e9
@@ -385,6 +387,9 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
     """
     check_fractions(fractions, "groups")
     split_by = split["by"]
+    if split["undecidable"] not in SPLIT_UNDECIDABLE:
+        raise TiledupError(f"groups.split.undecidable must be one of {', '.join(SPLIT_UNDECIDABLE)}, "
+                           f"got {split['undecidable']!r}")
     if split_by not in SPLIT_BY:
         raise TiledupError(f"groups.split.by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
     if split_by == "place" and not (candidates_path and place_votes):
@@ -408,7 +413,8 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
 
     # split units: every decided duplicate (and identical chips; with `place`, every candidate) joins
     index = {name: k for k, name in enumerate(h.image_ids)}
-    dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
+    # an undecidable overlap might be a duplicate: with `undecidable: together` it binds the split too
+    dups = overlaps[overlaps.is_dup.fillna(split["undecidable"] == "together").astype(bool)]
     edges = [(dups.img1.map(index).to_numpy(), dups.img2.map(index).to_numpy())]
     edges += [(np.full(len(same) - 1, same[0]), np.array(same[1:])) for same in exact]
     if split_by == "place":
