@@ -75,8 +75,10 @@ def model_name(metrics: dict) -> str | None:
     model = metrics.get("model")
     if model is None:
         return None
-    if isinstance(model, dict):
-        return ", ".join(f"{k}: {v}" for k, v in model.items())
+    if isinstance(model, dict):  # training's choice.json: which model, on how many pairs, and why
+        pairs = model.get("train_pairs")
+        return (f"{model.get('model')}" + (f" ({pairs:,} training pairs)" if pairs is not None else "")
+                + (f": {model['why']}" if model.get("why") else ""))
     return str(model)
 
 
@@ -107,9 +109,11 @@ def summary(data, f: dict | None) -> dict:
         check = ("leak check: no found duplicate crosses two splits" if not leaks["overlaps"] else
                  f"leak check: {leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} "
                  "chips)")
-        if f["leaks_file"]:
-            check += "; leaks.json: " + ", ".join(f"{k} {v}" for k, v in f["leaks_file"].items()
-                                                  if not isinstance(v, (dict, list)))
+        lf = f["leaks_file"]
+        if lf and "candidate_overlaps" in lf:  # leaks.json (groups rule): the same place at any time
+            check += (f"; candidate overlaps (same place, any time) across splits: "
+                      f"{lf['candidate_overlaps_across_splits']:,} of {lf['candidate_overlaps']:,} "
+                      f"(split.by: {lf['split_by']})")
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
         kinds = ", ".join(f"{k}: {v:,}" for k, v in c["conflicts_by_kind"].items())
         items.append({"label": "Conflicts", "text": f"{c['conflicts']:,} decided overlaps the mosaic groups overrule (the split still keeps "
