@@ -43,7 +43,8 @@ PROBE = """<script>addEventListener("load", () => {
     const a = figs[i], b = figs[j];
     if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1) overlaps++;
   }
-  const shown = [...document.querySelectorAll(".mosaic img")].filter(i => i.complete && i.naturalWidth > 0 && rect(i).width >= 200);
+  const shown = [...document.querySelectorAll(".mosaic img")].filter(i => i.complete && i.naturalWidth > 0
+      && rect(i).width >= Math.min(i.naturalWidth, 200) - 1);  // a small group is drawn at its own size
   let outside = 0;
   for (const s of document.querySelectorAll(".chip-id")) {
     const r = rect(s), st = rect(s.closest(".stage"));

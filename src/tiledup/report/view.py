@@ -58,7 +58,7 @@ def load_found(data) -> dict | None:
     paths = data.found_paths
     if not paths or not all(paths.get(k) for k in ("overlaps", "groups", "split", "conflicts")):
         return None
-    overlaps = read_table(paths["overlaps"], ["img1", "img2", "tag", "score", "is_dup", "n_tile_pairs",
+    overlaps = read_table(paths["overlaps"], ["img1", "img2", "tag", "score", "is_dup", "certain", "n_tile_pairs",
                                               "n_informative"], "overlaps table").to_pandas()
     groups = read_table(paths["groups"], ["image_id", "group", "row", "col", "n_images"], "groups table").to_pandas()
     conflicts = read_table(paths["conflicts"], ["kind", "img1", "img2", "tag", "score", "is_dup", "verdict",
@@ -184,6 +184,7 @@ def duplicates_section(data, f) -> dict:
     # most uncertain first: every found duplicate scored at least the threshold, so the lowest score
     shown = dups.sort_values(["score", "img1", "img2", "tag"]).head(data.gallery_duplicates)
     items = cards(data, shown, "duplicates gallery", lambda r: (
+        "certain: pixels equal up to JPEG noise" if r.certain is not None and bool(r.certain) else
         f"DupNet {r.score:.3f}", "ok",
         [f"{r.img1} × {r.img2}", f"tag {r.tag} (partner {partner_tag(r.tag)}), "
                                  f"{r.n_informative}/{r.n_tile_pairs} tile pairs informative"]), maps=False)
