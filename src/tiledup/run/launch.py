@@ -113,11 +113,11 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
             os.killpg(proc.pid, signal.SIGINT)
 
     old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
-    running, starting = {}, None
+    running, starting, last = {}, None, None
     try:
         for line in proc.stdout:
             if m := JOB.match(line):
-                starting = m.group(1)
+                starting = last = m.group(1)
             elif (m := JOB_ID.match(line)) and starting:
                 running[m.group(1)], starting = starting, None
             elif m := FINISHED.search(line):
@@ -130,7 +130,8 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     if stopped:
-        steps = ", ".join(sorted(set(running.values()))) or "the workflow"
+        # the jobs still running; else the last one started (Snakemake may report it ended before the stop)
+        steps = ", ".join(sorted(set(running.values()))) or last or "the workflow"
         print(f"tiledup run stopped by {signal.Signals(stopped[0]).name} during {steps}; finished steps "
               f"are kept, so the same command resumes: {resume}", flush=True)
         return 128 + stopped[0]
