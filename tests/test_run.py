@@ -205,3 +205,22 @@ def test_a_users_config_file_sits_between_the_defaults_and_the_runs_own(tmp_path
     cmd = snakemake_command(Path("/clone/Snakefile"), tmp_path / "run.yaml", 2, None, ["-n"], [mine])
     assert cmd[-4:] == ["--configfile", "/clone/config/config.yaml", str(mine), str(tmp_path / "run.yaml")]
     assert cmd[1] == "-n"  # Snakemake's own arguments come before --configfile takes every word after it
+
+
+def test_files_named_with_set_are_the_users_from_where_the_command_was_typed(tmp_path, monkeypatch, airbus_chips):
+    """Snakemake runs in the clone, so verdicts, split_check and a start model given relative to the user's
+    folder are written into run.yaml as absolute paths; the words packaged and none stay words."""
+    import yaml
+
+    from tiledup.run.launch import prepare
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("")
+    run = prepare(airbus_chips[0].parent, tmp_path / "out", None,
+                  ["verdicts=mine.txt", "split_check=sub/split.csv", "train.pretrained=none"])
+    config = yaml.safe_load(run.read_text())
+    assert config["verdicts"] == str(tmp_path / "mine.txt")
+    assert config["split_check"] == str(tmp_path / "sub" / "split.csv")
+    assert config["train"]["pretrained"] == "none"
+    run = prepare(airbus_chips[0].parent, tmp_path / "out", None, ["train.pretrained=models/dupnet.pt"])
+    assert yaml.safe_load(run.read_text())["train"]["pretrained"] == str(tmp_path / "models" / "dupnet.pt")

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlaps", required=True, help="verify's overlaps table")
     s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table")
     s.add_argument("--out", required=True, help="groups table (Parquet) to write")
-    s.add_argument("--split", required=True, help="split CSV to write (image_id, group, split)")
+    s.add_argument("--split", required=True, help="split CSV to write (image_id, group, unit, split)")
     s.add_argument("--conflicts", required=True, help="conflicts table (Parquet) to write")
     s.add_argument("--leaks", required=True, help="JSON to write: decided-duplicate overlaps across splits (0)")
     s.add_argument("--candidates", default="", help="the candidates table (needed for split.by: place)")

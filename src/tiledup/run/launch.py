@@ -32,6 +32,9 @@ from tiledup.run.io import write_text
 from tiledup.run.stops import STOP_SIGNALS
 
 RUN_CONFIG = "run.yaml"
+# Config keys that name a file; train.pretrained also takes the words packaged and none.
+PATH_KEYS = ("verdicts", "split_check", "train.pretrained")
+KEYWORDS = {"train.pretrained": ("packaged", "none")}
 JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):")
 JOB_ID = re.compile(r"^\s+jobid: (\d+)")
 FINISHED = re.compile(r"Finished jobid: (\d+)")
@@ -81,6 +84,15 @@ def prepare(images, out, truth=None, sets=(), force=False) -> Path:
         if key in config:
             raise TiledupError(f"--set {key}=...: give it as {'IMAGES' if key == 'images' else '--' + key}")
     config.update(images=str(images), truth=str(Path(truth).resolve()) if truth else "", results=str(out))
+    # Snakemake runs in the clone: a file named on the command line is the user's, from where they typed it
+    for key in PATH_KEYS:
+        *parents, leaf = key.split(".")
+        block = config
+        for k in parents:
+            block = block.get(k) if isinstance(block, dict) else None
+        value = block.get(leaf) if isinstance(block, dict) else None
+        if isinstance(value, str) and value and value not in KEYWORDS.get(key, ()):
+            block[leaf] = str(Path(value).resolve())
     path = out / RUN_CONFIG
     write_text(yaml.safe_dump(config, sort_keys=False), path)
     return path
