@@ -159,7 +159,9 @@ def test_ctrl_c_says_in_one_line_what_stopped_and_how_to_resume(chips_run):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     args = [sys.executable, "-m", "tiledup.cli", "run", str(images), "--out", str(work), "--cores", "2", *FAST,
             "--set", "train.epochs=1000", "--set", "train.early_stop=0"]  # a training that outlasts the signal
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a terminal's Ctrl-C: SIGINT handled by default, even under a launcher that ignores it (nohup, `cmd &`)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in proc.stdout:
