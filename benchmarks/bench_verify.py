@@ -36,7 +36,12 @@ import torch
 torch.set_num_threads({threads})
 start, cpu = time.perf_counter(), time.process_time()
 from tiledup.discovery.verify import verify
-verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, device="cpu")
+try:  # the configured options (config/config.yaml); commits before it stated them as defaults
+    from tiledup.run.config import defaults
+    options = {{**defaults()["verify"], "evidence": defaults()["evidence"]}}
+except ImportError:
+    options = {{}}
+verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu"}})
 print(json.dumps({{"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}}))
 """
 
@@ -56,10 +61,11 @@ def run_verify(src: Path, results: Path, out: Path, threads: int) -> tuple[float
 
 
 def checkout(ref: str, dest: Path) -> Path:
-    """src/ of commit `ref` of this repository, unpacked into dest."""
+    """src/ of commit `ref` of this repository, unpacked into dest (with config/ and workflow/, where the package's
+    config files link to)."""
     dest.mkdir()
     archive = dest / "src.tar"
-    subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), ref, "src"], check=True)
+    subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), ref, "src", "config", "workflow"], check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     return dest / "src"

@@ -218,8 +218,8 @@ def test_aggregate_certain_and_decision():
     assert np.allclose(out.decision, [1.0, 0.7]) and np.allclose(out.dupnet, [0.01, 0.02])
 
 
-def test_certain_first_skips_dupnet_on_certain_pairs_only(real_data):
-    """verify's way (certain_first): DupNet does not score SAME pairs, whose decision it cannot change;
+def test_decision_only_skips_dupnet_on_certain_pairs_only(real_data):
+    """verify's way (decision_only): DupNet does not score SAME pairs, whose decision it cannot change;
     every overlap's decision is that of the full scoring."""
     from tiledup.model.dupnet import DupNet
 
@@ -229,7 +229,7 @@ def test_certain_first_skips_dupnet_on_certain_pairs_only(real_data):
     overlaps = pd.DataFrame({"img1": ids[0], "img2": ids[1], "tag": list(TAGS)})
     model = DupNet(**options("train.model")).eval()  # untrained: its scores are arbitrary, the decision rule is not
     runs = [score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), model, 16, EVIDENCE,
-                           certain_first=first)
+                           decision_only=first)
             for first in (False, True)]
     (full, full_pairs), (fast, fast_pairs) = runs
     same = fast_pairs.evidence == SAME

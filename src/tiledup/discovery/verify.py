@@ -122,7 +122,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             cache.expect(name_of[c] for c in hold)
             held |= hold
             scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
-                                       methods=METHODS, certain_first=True)
+                                       methods=METHODS, decision_only=True)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
             finished = {c for c in held if last_chunk[c] == k}
             cache.release(name_of[c] for c in finished)

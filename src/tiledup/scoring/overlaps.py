@@ -267,8 +267,17 @@ def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -
 def certain_pairs(tiles1: np.ndarray, tiles2: np.ndarray, *, same_mean_levels: float, same_max_levels: float,
                   same_corner_levels: float, same_corner_ratio: float, same_corners: int, **_) -> np.ndarray:
     """(N,) bool: textured tile pairs that are certain duplicates (evidence SAME, module docstring)."""
-    mean, top = residual_levels(tiles1, tiles2)
-    same = (mean <= same_mean_levels) & (top <= same_max_levels)
+    # The largest residual on every 4th row and column (where residual_levels takes its offset) is
+    # a lower bound of the whole tile's: above same_max_levels there, the pair is not SAME, and most
+    # candidates stop here at 1/16 of the cost.
+    if not len(tiles1):
+        return np.zeros(0, bool)
+    sub = tiles1[:, ::4, ::4].astype(np.int16) - tiles2[:, ::4, ::4].astype(np.int16)  # (N, h, w, 3)
+    sub -= np.rint(np.median(sub.reshape(len(sub), -1, 3), axis=1)).astype(np.int16)[:, None, None, :]
+    same = np.abs(sub).max(axis=(1, 2, 3), initial=0) <= same_max_levels
+    if same.any():
+        mean, top = residual_levels(tiles1[same], tiles2[same])
+        same[same] = (mean <= same_mean_levels) & (top <= same_max_levels)
     for k in np.flatnonzero(same):  # structure only where the pixels agree: most candidates stop above
         same[k] = corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio) >= same_corners
     return same
@@ -390,15 +399,18 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                 evidence: dict, progress=None, methods=METHODS,
-                certain_first: bool = False) -> pd.DataFrame:
+                decision_only: bool = False) -> pd.DataFrame:
     """Settle and score the tile pairs; returns the rows of `pairs` that are evidence, one column per method.
 
     TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for),
     and those equal up to JPEG noise on real structure become SAME (certain_pairs; still scored,
-    so that each method's figures stay its own, unless `certain_first`: then DupNet, whose
-    score cannot change the decision there, skips them and leaves NaN); NOT_DUP rows score 0 for
-    every method; SOLID rows become NOT_DUP or are dropped (no evidence) by solid_evidence
-    (the `evidence` config block). The result's `evidence` column says which.
+    so that each method's figures stay its own); NOT_DUP rows score 0 for every method; SOLID
+    rows become NOT_DUP or are dropped (no evidence) by solid_evidence (the `evidence` config
+    block). The result's `evidence` column says which.
+    `decision_only` (verify) scores what the overlaps' decisions need and leaves NaN elsewhere:
+    DupNet skips SAME pairs (a certain duplicate whatever it says), and an overlap's TEXTURE
+    pairs are not looked at once one of its pairs is NOT_DUP (its minimum is 0 whatever they
+    score: every overlap-level column, `decision` and `certain` come out as in a full scoring).
     bmh and bmh96 come from `table`; imagehash's hashes (about 1 ms per tile) are computed only
     when asked for, once per tile. DupNet gets full batches of `batch_size` pairs: its rows
     gather across the batches of the cheap tests.
@@ -406,6 +418,10 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     """
     e = check_evidence(evidence)
     todo = image_order(pairs[pairs.evidence != NO_EVIDENCE]).reset_index(drop=True)
+    if decision_only:  # each overlap's SOLID pairs before its TEXTURE pairs, which a NOT_DUP makes moot
+        first = pd.Series(np.arange(len(todo))).groupby(todo.overlap.to_numpy()).transform("min")
+        todo = todo.assign(_first=first.to_numpy(), _texture=todo.evidence == TEXTURE).sort_values(
+            ["_first", "_texture"], kind="stable").drop(columns=["_first", "_texture"]).reset_index(drop=True)
     kinds = todo.evidence.to_numpy(object).copy()
     img1, img2 = todo.img1.to_numpy(object), todo.img2.to_numpy(object)
     t1, t2 = todo.tile1.to_numpy(np.int64), todo.tile2.to_numpy(np.int64)
@@ -452,9 +468,9 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
             scores[name][k] = v
         if "dupnet" in methods:
-            if certain_first:
+            if decision_only:
                 scores["dupnet"][k[same]] = np.nan
-            for j in np.flatnonzero(~same) if certain_first else range(len(k)):
+            for j in np.flatnonzero(~same) if decision_only else range(len(k)):
                 net.append(k[j]), net_sides[0].append(sides[0][j]), net_sides[1].append(sides[1][j])
             if len(net) >= batch_size:
                 run_net()
@@ -462,7 +478,16 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
             progress.update(len(k))
         batch.clear(), sides[0].clear(), sides[1].clear()
 
+    overlap = todo.overlap.to_numpy(np.int64)
+    moot = np.zeros(len(pairs) and int(pairs.overlap.max()) + 1, bool)  # overlaps with a NOT_DUP pair
+    if decision_only:
+        moot[overlap[kinds == NOT_DUP]] = True
     for k in np.flatnonzero(decode):
+        if moot[overlap[k]]:  # only TEXTURE pairs come after a NOT_DUP (decision_only's order)
+            cache.release((img1[k], img2[k]))
+            for name in methods:
+                scores[name][k] = np.nan
+            continue
         tiles1, tiles2 = cache.tiles(img1[k]), cache.tiles(img2[k])
         if kinds[k] == TEXTURE:
             batch.append(k)
@@ -474,6 +499,7 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
             kinds[k] = solid_evidence(tiles1[t1[k]], table.solid[r1[k], t1[k]], tiles2[t2[k]],
                                       table.solid[r2[k], t2[k]], table.dominant[r1[k], t1[k]],
                                       table.dominant[r2[k], t2[k]], **e)
+            moot[overlap[k]] |= decision_only and kinds[k] == NOT_DUP
     flush()
     run_net()
     out = todo.assign(evidence=kinds, **scores)
@@ -536,15 +562,15 @@ def tile_lookup(tiles: pa.Table, image_ids) -> TileTable:
 
 def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                    evidence: dict, progress: str | None = None,
-                   combine=None, methods=METHODS, certain_first: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   combine=None, methods=METHODS, decision_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
     decidable and one score per method; their evidence tile pairs).
 
     `progress`: a label to log the scoring's progress under; `combine`: name -> function of the
     scored pairs, extra per-pair scores (e.g. the combined baseline) that evidence of "not
     duplicate" sets to 0 like every other method's; `methods`: the methods to score (verify
-    needs DupNet and the cheap baselines only); `certain_first`: DupNet skips SAME pairs
-    (verify: they decide alone, score_pairs).
+    needs DupNet and the cheap baselines only); `decision_only` (verify): score only what the
+    decisions need (score_pairs).
     """
     from tiledup.run.progress import Progress
 
@@ -552,7 +578,7 @@ def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, m
     pairs = expand(overlaps, table, e["colour_levels"])
     n_texture = int((pairs.evidence == TEXTURE).sum())
     with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
-        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, certain_first)
+        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, decision_only)
     for name, fn in (combine or {}).items():
         scored[name] = np.where(scored.evidence == NOT_DUP, 0.0, fn(scored)).astype(np.float32)
     return aggregate(overlaps, pairs, scored), scored
