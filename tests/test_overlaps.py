@@ -7,6 +7,7 @@ one flat tile, must be decided.
 """
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 
@@ -218,24 +219,35 @@ def test_aggregate_certain_and_decision():
     assert np.allclose(out.decision, [1.0, 0.7]) and np.allclose(out.dupnet, [0.01, 0.02])
 
 
-def test_decision_only_skips_dupnet_on_certain_pairs_only(real_data):
-    """verify's way (decision_only): DupNet does not score SAME pairs, whose decision it cannot change;
-    every overlap's decision is that of the full scoring."""
+def test_decide_at_scores_only_what_the_decisions_need(real_data):
+    """verify's way (decide_at): DupNet skips SAME pairs, the textured pairs of an overlap with a NOT_DUP
+    pair, and, once an overlap's most different pair falls below the threshold, its other pairs;
+    every decision, and every score of an overlap decided duplicate, is that of the full scoring."""
     from tiledup.model.dupnet import DupNet
 
     ids = ["908f11dd6.jpg", "c5d9bc753.jpg"]
     h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i)), **solid_options()) for i in ids]
     table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
     overlaps = pd.DataFrame({"img1": ids[0], "img2": ids[1], "tag": list(TAGS)})
+    torch.manual_seed(0)
     model = DupNet(**options("train.model")).eval()  # untrained: its scores are arbitrary, the decision rule is not
-    runs = [score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), model, 16, EVIDENCE,
-                           decision_only=first)
-            for first in (False, True)]
-    (full, full_pairs), (fast, fast_pairs) = runs
-    same = fast_pairs.evidence == SAME
-    assert same.sum() == 3 and fast_pairs.dupnet[same].isna().all() and fast_pairs.dupnet[~same].notna().all()
+
+    def run(decide_at):
+        return score_overlaps(overlaps, table, ChipCache(real_data / "airbus_samples"), model, 16, EVIDENCE,
+                              decide_at=decide_at)
+
+    full, full_pairs = run(None)
     assert not full_pairs.dupnet.isna().any()
-    assert np.allclose(full.decision, fast.decision, equal_nan=True) and (full.certain == fast.certain).all()
+    textured = full_pairs[full_pairs.evidence.isin([TEXTURE, SAME])]
+    threshold = float(np.median(textured.dupnet))  # so that some overlaps fall on each side
+    fast, fast_pairs = run(threshold)
+    same = fast_pairs.evidence == SAME
+    assert same.sum() == 3 and fast_pairs.dupnet[same].isna().all()
+    assert fast_pairs.dupnet.notna().sum() < (~same).sum()  # pairs were skipped
+    full_dup, fast_dup = full.decision >= threshold, fast.decision >= threshold
+    assert (full_dup == fast_dup).all() and (full.decidable == fast.decidable).all()
+    assert 0 < fast_dup.sum() < fast.decidable.sum()
+    assert np.allclose(full.decision[full_dup], fast.decision[fast_dup]) and (full.certain == fast.certain).all()
     assert fast.decision[fast.tag == "02"].item() == 1.0
 
 

@@ -69,7 +69,9 @@ def test_every_decidable_truth_duplicate_is_a_candidate(run):
     assert cand["n_truth_dups_decidable"] > 0 and cand["recall"] == 1.0 and cand["missed"] == []
 
 
-def test_verify_scores_an_overlap_exactly_as_the_evaluation(run):
+def test_verify_decides_an_overlap_exactly_as_the_evaluation(run):
+    """The same decision and columns as the evaluation's full scoring; a non-duplicate's score is the
+    first DupNet score below the threshold (test_overlaps checks duplicates' scores are exact)."""
     root, _, out, _, _ = run
     found = pq.read_table(out["overlaps_path"]).to_pandas()
     scores = pq.read_table(root / "eval" / "scores.parquet").to_pandas()
@@ -77,7 +79,11 @@ def test_verify_scores_an_overlap_exactly_as_the_evaluation(run):
     assert len(both) >= 5
     assert (both.n_informative == both.n_informative_eval).all()
     decided = both[both.n_informative > 0]
-    assert np.allclose(decided.score, decided.decision, atol=1e-5)  # certain evidence first, then DupNet
+    threshold = options("verify")["dupnet_threshold"]
+    dup = decided.is_dup.astype(bool)
+    assert (dup == (decided.decision >= threshold)).all()  # certain evidence first, then DupNet
+    assert np.allclose(decided.score[dup], decided.decision[dup], atol=1e-5)
+    assert ((decided.score[~dup] >= decided.decision[~dup] - 1e-5) & (decided.score[~dup] < threshold)).all()
     assert (decided.certain == decided.certain_eval).all()
     assert np.allclose(decided.bmh, decided.bmh_eval) and np.allclose(decided.pixel_mad, decided.pixel_mad_eval)
 

@@ -51,7 +51,8 @@ OVERLAP_SCHEMA = pa.schema([
     ("votes", pa.int32()),            # tile matches that voted for it
     ("n_tile_pairs", pa.int8()),
     ("n_informative", pa.int8()),
-    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs, SAME pairs 1.0; null if undecidable
+    ("score", pa.float32()),          # DupNet, minimum over informative tile pairs, SAME pairs 1.0 (a non-duplicate:
+                                      # the first pair scored below the threshold); null if undecidable
     ("is_dup", pa.bool_()),           # score >= threshold; null if undecidable
     ("certain", pa.bool_()),          # every informative tile pair SAME (a certain duplicate); null if undecidable
     *[(m, pa.float32()) for m in BASELINES],
@@ -122,7 +123,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             cache.expect(name_of[c] for c in hold)
             held |= hold
             scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
-                                       methods=METHODS, decision_only=True)
+                                       methods=METHODS, decide_at=dupnet_threshold)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
             finished = {c for c in held if last_chunk[c] == k}
             cache.release(name_of[c] for c in finished)

@@ -399,7 +399,7 @@ def image_order(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                 evidence: dict, progress=None, methods=METHODS,
-                decision_only: bool = False) -> pd.DataFrame:
+                decide_at: float | None = None) -> pd.DataFrame:
     """Settle and score the tile pairs; returns the rows of `pairs` that are evidence, one column per method.
 
     TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for),
@@ -407,10 +407,13 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     so that each method's figures stay its own); NOT_DUP rows score 0 for every method; SOLID
     rows become NOT_DUP or are dropped (no evidence) by solid_evidence (the `evidence` config
     block). The result's `evidence` column says which.
-    `decision_only` (verify) scores what the overlaps' decisions need and leaves NaN elsewhere:
-    DupNet skips SAME pairs (a certain duplicate whatever it says), and an overlap's TEXTURE
-    pairs are not looked at once one of its pairs is NOT_DUP (its minimum is 0 whatever they
-    score: every overlap-level column, `decision` and `certain` come out as in a full scoring).
+    `decide_at` (verify's DupNet threshold) scores only what the overlaps' decisions at that
+    threshold need and leaves NaN elsewhere: DupNet skips SAME pairs (a certain duplicate
+    whatever it says); an overlap's TEXTURE pairs are not looked at once one of its pairs is
+    NOT_DUP (its minimum is 0 whatever they score); and DupNet scores an overlap's pair with the
+    lowest pixel_mad first, the rest only if that one reaches `decide_at`. So every decision,
+    `certain`, and every score of an overlap decided duplicate is that of a full scoring; an
+    overlap decided not duplicate gets a DupNet score below `decide_at`, not always its minimum.
     bmh and bmh96 come from `table`; imagehash's hashes (about 1 ms per tile) are computed only
     when asked for, once per tile. DupNet gets full batches of `batch_size` pairs: its rows
     gather across the batches of the cheap tests.
@@ -418,7 +421,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     """
     e = check_evidence(evidence)
     todo = image_order(pairs[pairs.evidence != NO_EVIDENCE]).reset_index(drop=True)
-    if decision_only:  # each overlap's SOLID pairs before its TEXTURE pairs, which a NOT_DUP makes moot
+    lazy = decide_at is not None and "dupnet" in methods
+    if lazy:  # each overlap's SOLID pairs before its TEXTURE pairs, which a NOT_DUP makes moot
         first = pd.Series(np.arange(len(todo))).groupby(todo.overlap.to_numpy()).transform("min")
         todo = todo.assign(_first=first.to_numpy(), _texture=todo.evidence == TEXTURE).sort_values(
             ["_first", "_texture"], kind="stable").drop(columns=["_first", "_texture"]).reset_index(drop=True)
@@ -442,16 +446,35 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     cheap = [m for m in methods if m != "dupnet"]
     batch: list[int] = []
     sides: tuple[list, list] = ([], [])
-    net: list[int] = []  # rows waiting for DupNet, and their tiles
-    net_sides: tuple[list, list] = ([], [])
+    net: list[tuple] = []  # (row, tile1, tile2) waiting for DupNet
+    overlap = todo.overlap.to_numpy(np.int64)
+    n_overlaps = len(pairs) and int(pairs.overlap.max()) + 1
+    left = np.bincount(overlap[kinds == TEXTURE], minlength=n_overlaps)  # TEXTURE pairs not yet flushed
+    waiting: dict[int, list] = {}  # overlap -> its non-SAME TEXTURE pairs, until all are flushed
+    after_probe: dict[int, list] = {}  # overlap -> pairs DupNet scores only if the probe reaches decide_at
 
-    def run_net():
-        if not net:
-            return
+    def run_net(drain=False):  # full batches, unless draining at the end
         from tiledup.model.dupnet import predict
 
-        scores["dupnet"][net] = predict(model, np.stack(net_sides[0]), np.stack(net_sides[1]), batch_size)
-        net.clear(), net_sides[0].clear(), net_sides[1].clear()
+        while net:
+            rows = [r for r, _, _ in net]
+            got = predict(model, np.stack([a for _, a, _ in net]), np.stack([b for _, _, b in net]), batch_size)
+            scores["dupnet"][rows] = got
+            net.clear()
+            for row, score in zip(rows, got):
+                rest = after_probe.pop(overlap[row], None)
+                if rest is not None and score >= decide_at:
+                    net.extend(rest)
+                elif rest is not None:  # decided not duplicate: the rest cannot change that
+                    scores["dupnet"][[r for r, _, _ in rest]] = np.nan
+            if len(net) < batch_size and not drain:
+                return
+
+    def ready(o):  # every TEXTURE pair of overlap o flushed: its most different pair goes first
+        rows = sorted(waiting.pop(o, []), key=lambda r: scores["pixel_mad"][r[0]] if "pixel_mad" in scores else 0)
+        if len(rows) > 1:
+            after_probe[o] = rows[1:]
+        net.extend(rows[:1])
 
     def flush():
         if not batch:
@@ -467,23 +490,28 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         kinds[k[same]] = SAME
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
             scores[name][k] = v
-        if "dupnet" in methods:
-            if decision_only:
-                scores["dupnet"][k[same]] = np.nan
-            for j in np.flatnonzero(~same) if decision_only else range(len(k)):
-                net.append(k[j]), net_sides[0].append(sides[0][j]), net_sides[1].append(sides[1][j])
-            if len(net) >= batch_size:
-                run_net()
+        if lazy:
+            scores["dupnet"][k[same]] = np.nan
+            for j, row in enumerate(k):
+                o = overlap[row]
+                if not same[j]:
+                    waiting.setdefault(o, []).append((row, sides[0][j], sides[1][j]))
+                left[o] -= 1
+                if left[o] == 0:
+                    ready(o)
+        elif "dupnet" in methods:
+            net.extend(zip(k, sides[0], sides[1]))
+        if len(net) >= batch_size:
+            run_net()
         if progress is not None:
             progress.update(len(k))
         batch.clear(), sides[0].clear(), sides[1].clear()
 
-    overlap = todo.overlap.to_numpy(np.int64)
-    moot = np.zeros(len(pairs) and int(pairs.overlap.max()) + 1, bool)  # overlaps with a NOT_DUP pair
-    if decision_only:
+    moot = np.zeros(n_overlaps, bool)  # overlaps with a NOT_DUP pair
+    if lazy:
         moot[overlap[kinds == NOT_DUP]] = True
     for k in np.flatnonzero(decode):
-        if moot[overlap[k]]:  # only TEXTURE pairs come after a NOT_DUP (decision_only's order)
+        if moot[overlap[k]]:  # only TEXTURE pairs come after a NOT_DUP (the lazy order)
             cache.release((img1[k], img2[k]))
             for name in methods:
                 scores[name][k] = np.nan
@@ -499,9 +527,9 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
             kinds[k] = solid_evidence(tiles1[t1[k]], table.solid[r1[k], t1[k]], tiles2[t2[k]],
                                       table.solid[r2[k], t2[k]], table.dominant[r1[k], t1[k]],
                                       table.dominant[r2[k], t2[k]], **e)
-            moot[overlap[k]] |= decision_only and kinds[k] == NOT_DUP
+            moot[overlap[k]] |= lazy and kinds[k] == NOT_DUP
     flush()
-    run_net()
+    run_net(drain=True)
     out = todo.assign(evidence=kinds, **scores)
     return out[out.evidence != NO_EVIDENCE].reset_index(drop=True)
 
@@ -562,15 +590,15 @@ def tile_lookup(tiles: pa.Table, image_ids) -> TileTable:
 
 def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, model, batch_size: int,
                    evidence: dict, progress: str | None = None,
-                   combine=None, methods=METHODS, decision_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   combine=None, methods=METHODS, decide_at: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """expand -> evidence -> score_pairs -> aggregate: (overlaps with n_tile_pairs, n_informative,
     decidable and one score per method; their evidence tile pairs).
 
     `progress`: a label to log the scoring's progress under; `combine`: name -> function of the
     scored pairs, extra per-pair scores (e.g. the combined baseline) that evidence of "not
     duplicate" sets to 0 like every other method's; `methods`: the methods to score (verify
-    needs DupNet and the cheap baselines only); `decision_only` (verify): score only what the
-    decisions need (score_pairs).
+    needs DupNet and the cheap baselines only); `decide_at` (verify's DupNet threshold): score only what
+    the decisions at it need (score_pairs).
     """
     from tiledup.run.progress import Progress
 
@@ -578,7 +606,7 @@ def score_overlaps(overlaps: pd.DataFrame, table: TileTable, cache: ChipCache, m
     pairs = expand(overlaps, table, e["colour_levels"])
     n_texture = int((pairs.evidence == TEXTURE).sum())
     with (Progress(progress, n_texture, "tile pairs", log=log) if progress else contextlib.nullcontext()) as bar:
-        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, decision_only)
+        scored = score_pairs(pairs, table, cache, model, batch_size, e, bar, methods, decide_at)
     for name, fn in (combine or {}).items():
         scored[name] = np.where(scored.evidence == NOT_DUP, 0.0, fn(scored)).astype(np.float32)
     return aggregate(overlaps, pairs, scored), scored
