@@ -107,6 +107,19 @@ def test_overlaps_table_and_reviewable_truth(run):
     assert 0 < decodes <= images
 
 
+def test_held_chips_bounds_the_chips_kept_between_steps(run, tmp_path, caplog):
+    """With no chip kept for later steps, chips are decoded again where a later step needs them;
+    the table is the same."""
+    root, paths, out, _, _ = run
+    with caplog.at_level(logging.INFO, logger="tiledup.discovery.verify"):
+        verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
+               tmp_path / "overlaps.parquet", tmp_path / "found.txt", evidence=options("evidence"),
+               **options("verify", device="cpu", batch_size=16, chunk=3, held_chips=0))
+    decodes, images = map(int, re.search(r"(\d+) chips decoded for (\d+) images", caplog.messages[-1]).groups())
+    assert decodes > images
+    assert pq.read_table(tmp_path / "overlaps.parquet").equals(pq.read_table(out["overlaps_path"]))
+
+
 def test_discovery_figures_and_report_section(run):
     root, _, out, metrics, _ = run
     d = metrics["discovery"]

@@ -82,7 +82,8 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
-           batch_size: int, device: str, dupnet_threshold: float, chunk: int, evidence: dict) -> pd.DataFrame:
+           batch_size: int, device: str, dupnet_threshold: float, chunk: int, held_chips: int,
+           evidence: dict) -> pd.DataFrame:
     """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt.
 
     Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation).
@@ -91,8 +92,9 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
 
     if not (isinstance(dupnet_threshold, (int, float)) and 0 <= dupnet_threshold <= 1):
         raise TiledupError(f"verify.dupnet_threshold must be a number in [0, 1], got {dupnet_threshold!r}")
-    if batch_size < 1 or chunk < 1:
-        raise TiledupError(f"verify: batch_size and chunk must be >= 1, got {batch_size}, {chunk}")
+    if batch_size < 1 or chunk < 1 or held_chips < 0:
+        raise TiledupError(f"verify: batch_size and chunk must be >= 1 and held_chips >= 0, got {batch_size}, "
+                           f"{chunk}, {held_chips}")
     start = time.perf_counter()
     cands = read_table(candidates_path, CANDIDATE_COLUMNS, "candidates table").to_pandas()
     images = set(cands.img1) | set(cands.img2)
@@ -119,7 +121,10 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
             rows = order[bounds[k]:bounds[k + 1]]
             part = cands.iloc[rows].reset_index(drop=True)
             used = set(codes[rows]) | set(codes[n + rows])
-            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them
+            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them,
+            if len(held) + len(hold) > held_chips:  # up to held_chips, those done soonest first; the others
+                room = max(held_chips - len(held), 0)  # are decoded again when a later chunk needs them
+                hold = set(sorted(hold, key=lambda c: (last_chunk[c], c))[:room])
             cache.expect(name_of[c] for c in hold)
             held |= hold
             scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
