@@ -226,3 +226,24 @@ def test_files_named_with_set_are_the_users_from_where_the_command_was_typed(tmp
     assert config["train"]["pretrained"] == "none"
     run = prepare(airbus_chips[0].parent, tmp_path / "out", None, ["train.pretrained=models/dupnet.pt"])
     assert yaml.safe_load(run.read_text())["train"]["pretrained"] == str(tmp_path / "models" / "dupnet.pt")
+
+
+def test_files_named_in_a_users_config_file_are_the_users_too(tmp_path, monkeypatch, airbus_chips):
+    """The same for paths in a --configfile: run.yaml holds them resolved from where the command was
+    typed (a --set of the same key wins); other keys of the file are left to the file."""
+    import yaml
+
+    from tiledup.run.launch import prepare
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "my.yaml"
+    mine.write_text("verdicts: review/verdicts.txt\ntrain: {pretrained: models/start.pt, epochs: 1}\n")
+    run = prepare(airbus_chips[0].parent, tmp_path / "out", None, [], configfiles=[mine])
+    config = yaml.safe_load(run.read_text())
+    assert config["verdicts"] == str(tmp_path / "review" / "verdicts.txt")
+    assert config["train"] == {"pretrained": str(tmp_path / "models" / "start.pt")}
+    run = prepare(airbus_chips[0].parent, tmp_path / "out", None, ["verdicts=other.txt"], configfiles=[mine])
+    assert yaml.safe_load(run.read_text())["verdicts"] == str(tmp_path / "other.txt")
+    mine.write_text("verdicts: [unclosed\n")
+    with pytest.raises(TiledupError, match="my.yaml"):
+        prepare(airbus_chips[0].parent, tmp_path / "out", None, [], configfiles=[mine])

@@ -69,7 +69,26 @@ def parse_sets(sets: list[str]) -> dict:
     return out
 
 
-def prepare(images, out, truth=None, sets=(), force=False) -> Path:
+def _lookup(config: dict, key: str):
+    """config's value at a dotted key, or None."""
+    for k in key.split("."):
+        config = config.get(k) if isinstance(config, dict) else None
+    return config
+
+
+def _user_files(configfiles) -> dict:
+    """Each PATH_KEYS value the user's config files set (the last file wins)."""
+    found = {}
+    for c in configfiles:
+        try:
+            loaded = yaml.safe_load(Path(c).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise TiledupError(f"config file {c}: not readable YAML ({e})") from None
+        found.update({key: _lookup(loaded, key) for key in PATH_KEYS if _lookup(loaded, key) is not None})
+    return found
+
+
+def prepare(images, out, truth=None, sets=(), force=False, configfiles=()) -> Path:
     """Check the folders, refuse another folder's run (unless force), write DIR/run.yaml; return it."""
     images, out = Path(images).resolve(), Path(out).resolve()
     if not images.is_dir():
@@ -84,14 +103,17 @@ def prepare(images, out, truth=None, sets=(), force=False) -> Path:
         if key in config:
             raise TiledupError(f"--set {key}=...: give it as {'IMAGES' if key == 'images' else '--' + key}")
     config.update(images=str(images), truth=str(Path(truth).resolve()) if truth else "", results=str(out))
-    # Snakemake runs in the clone: a file named on the command line is the user's, from where they typed it
+    # Snakemake runs in the clone: a file named on the command line (--set) or in the user's config
+    # files is the user's, from where they typed the command; run.yaml, the last layer, holds it resolved
+    from_files = _user_files(configfiles)
     for key in PATH_KEYS:
-        *parents, leaf = key.split(".")
-        block = config
-        for k in parents:
-            block = block.get(k) if isinstance(block, dict) else None
-        value = block.get(leaf) if isinstance(block, dict) else None
+        value = _lookup(config, key)
+        value = from_files.get(key) if value is None else value
         if isinstance(value, str) and value and value not in KEYWORDS.get(key, ()):
+            *parents, leaf = key.split(".")
+            block = config
+            for k in parents:
+                block = block.setdefault(k, {})
             block[leaf] = str(Path(value).resolve())
     path = out / RUN_CONFIG
     write_text(yaml.safe_dump(config, sort_keys=False), path)
@@ -160,6 +182,6 @@ def run(images, out, truth=None, cores="all", profile=None, sets=(), force=False
     for c in configfiles:
         if not Path(c).is_file():
             raise TiledupError(f"config file {c} does not exist")
-    run_config = prepare(images, out, truth, sets, force)
+    run_config = prepare(images, out, truth, sets, force, configfiles)
     cmd = snakemake_command(snakefile, run_config, cores, profile, extra, configfiles)
     return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]))
