@@ -107,10 +107,10 @@ def exact_duplicates(h) -> list[list[int]]:
 def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.DataFrame:
     """overlaps with a person's verdicts (img1, img2, tag, is_dup) in place of verify's decisions.
 
-    Adds a bool column `verdict`; verdicts on overlaps that are not candidates are added as rows
-    (score and n_informative null).
+    Adds two bool columns: `verdict` (decided by a person) and `candidate` (a row of verify's);
+    verdicts on overlaps that are not candidates are added as rows (verify's columns null).
     """
-    overlaps = overlaps.assign(verdict=False)
+    overlaps = overlaps.assign(verdict=False, candidate=True)
     if verdicts is None or not len(verdicts):
         return overlaps
     v = verdicts[["img1", "img2", "tag", "is_dup"]].assign(verdict=True)
@@ -120,11 +120,18 @@ def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.
     keyed = keyed.astype({"is_dup": object})
     keyed.loc[vk.index[known], "is_dup"] = vk.is_dup[known].to_numpy()
     keyed.loc[vk.index[known], "verdict"] = True
-    added = vk[~known].assign(score=np.nan, n_informative=np.nan)
-    out = pd.concat([keyed, added[keyed.columns]]).reset_index()
+    added = vk[~known].assign(candidate=False).reindex(columns=keyed.columns)
+    out = pd.concat([keyed, added]).reset_index() if len(added) else keyed.reset_index()
     log.info("verdicts: %d overlap(s) decided by a person (%d of them not candidates), %d duplicate(s)",
              len(v), int((~known).sum()), int(v.is_dup.sum()))
     return out
+
+
+def decided_overlaps(overlaps_path, verdicts_path, image_ids, columns=OVERLAP_COLUMNS) -> pd.DataFrame:
+    """verify's overlaps (these columns of overlaps.parquet) with a person's verdicts applied, as groups,
+    the split, the exports, the summary and the report all take them (apply_verdicts' columns added)."""
+    overlaps = read_table(overlaps_path, columns, "overlaps table").to_pandas()
+    return apply_verdicts(overlaps, read_verdicts(verdicts_path, image_ids))
 
 
 def triangle_support(n: int, a: np.ndarray, b: np.ndarray, dup: np.ndarray) -> np.ndarray:
