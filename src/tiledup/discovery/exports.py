@@ -89,6 +89,7 @@ def write_exports(overlaps_path, groups_path, tiles_paths, duplicates_path, remo
     write_text(json.dumps(dmap, indent=1) + "\n", duplicates_path)
     write_text("".join(f"{i}\n" for i in drop), removable_path)
     n_with = sum(bool(v) for v in dmap.values())
-    log.info("%s: %d images, %d with duplicates; %s: %d chips safe to drop", duplicates_path, len(dmap), n_with,
-             removable_path, len(drop))
+    by_verdict = int((overlaps.verdict & overlaps.is_dup.fillna(False).astype(bool)).sum())
+    log.info("%s: %d images, %d with duplicates (%d duplicate overlap(s) by a person's verdicts); %s: %d chips "
+             "safe to drop", duplicates_path, len(dmap), n_with, by_verdict, removable_path, len(drop))
     return {"images": len(dmap), "with_duplicates": n_with, "removable": len(drop)}

@@ -121,10 +121,7 @@ def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.
     keyed.loc[vk.index[known], "is_dup"] = vk.is_dup[known].to_numpy()
     keyed.loc[vk.index[known], "verdict"] = True
     added = vk[~known].assign(candidate=False).reindex(columns=keyed.columns)
-    out = pd.concat([keyed, added]).reset_index() if len(added) else keyed.reset_index()
-    log.info("verdicts: %d overlap(s) decided by a person (%d of them not candidates), %d duplicate(s)",
-             len(v), int((~known).sum()), int(v.is_dup.sum()))
-    return out
+    return pd.concat([keyed, added]).reset_index() if len(added) else keyed.reset_index()
 
 
 def decided_overlaps(overlaps_path, verdicts_path, image_ids, columns=OVERLAP_COLUMNS) -> pd.DataFrame:
@@ -416,6 +413,10 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
             raise TiledupError(f"{path}: {len(unknown)} image(s) not in the tile tables, e.g. "
                                f"{', '.join(unknown[:5])} (re-run the workflow)")
     overlaps = apply_verdicts(overlaps, read_verdicts(verdicts_path, h.image_ids))
+    if verdicts_path:
+        by = overlaps[overlaps.verdict]
+        log.info("verdicts: %d overlap(s) decided by a person (%d of them not candidates), %d duplicate(s)",
+                 len(by), int((~by.candidate).sum()), int(by.is_dup.astype(bool).sum()))
     groups, conflicts = build_groups(h.image_ids, exact, overlaps)
 
     # split units: every decided duplicate (and identical chips; with `place`, every candidate) joins
