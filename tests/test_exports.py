@@ -114,6 +114,7 @@ def test_verdicts_flip_verify_both_ways_in_the_exports_summary_and_report(verifi
     assert f"{len(dups) + 1} duplicate overlaps (2 by a person&#39;s verdicts) between" in summary
     assert f"of {len(overlaps)} candidate overlaps scored by DupNet" in summary
     gallery = page[page.index('<section id="duplicates">'):page.index('<section id="groups">')]
+    assert "then the 2 that a person's verdicts decided" in gallery
     assert f"Duplicates found ({len(dups) + 1})" in gallery and gallery.count('<figure class="card">') == len(dups) + 1
     by_person = re.findall(r"a person&#39;s verdict[^<]*", gallery)
     assert sorted(by_person) == ["a person&#39;s verdict", f"a person&#39;s verdict (verify: DupNet {missed.score:.3f})"]
