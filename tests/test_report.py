@@ -119,7 +119,7 @@ def test_page_opens_with_summary_and_contents_then_every_section(report_inputs, 
     summary = body[:body.index("<nav")]
     assert ("4 labelled overlaps (2 duplicates + 2 not) = 3 decidable (2 duplicates + 1 not) "
             "+ 1 undecidable (0 duplicates + 1 not;") in summary
-    assert "2 errors in 3 decidable overlaps (1 false duplicates, 1 missed duplicates)" in summary
+    assert "2 errors in 3 decidable overlaps (1 false duplicate, 1 missed duplicate)" in summary
     assert "6 in " in summary and "1 rejected" in summary
     # the gallery is a grid that fills the width; long lists fold away
     assert "grid-template-columns:repeat(auto-fill" in page_

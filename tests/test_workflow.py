@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -110,14 +111,17 @@ def test_config_edits_rerun_that_rule_and_downstream_only(demo_run, tmp_path, ed
 
 
 def test_verdicts_rerun_groups_exports_and_evaluate_only_and_a_split_check_adds_its_rule(demo_run, tmp_path):
-    """A person's verdicts are inputs of groups and evaluate only (exports follows groups); split_check adds
-    one rule after groups."""
+    """A person's verdicts are inputs of groups, exports and evaluate only; split_check adds one rule after
+    groups."""
     first = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[0]
     other = pd.read_csv(demo_run / "results/groups/split.csv").image_id.iloc[1]
     verdicts = tmp_path / "verdicts.txt"
     verdicts.write_text(f"{first} {other} 08 0\n")
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"verdicts={verdicts}", "-n")
     assert set(planned_jobs(proc)) - {"all"} == {"groups", "exports", "evaluate"}, proc.stdout
+    for rule in ("groups", "exports", "evaluate"):  # each reads the file itself, not only groups' outputs
+        inputs = re.search(rf"^rule {rule}:\n    input: ([^\n]*)", proc.stdout, re.M).group(1).split(", ")
+        assert str(verdicts) in inputs, (rule, inputs)
     split = tmp_path / "my_split.csv"
     split.write_text(f"filename,subset\n{first},train\n{other},test\n")
     proc = snakemake(demo_run, "--configfile", "config/config.yaml", str(TINY), "--config", f"split_check={split}", "-n")

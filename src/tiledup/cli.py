@@ -113,14 +113,14 @@ def cmd_summary(a, opts):
     from tiledup.discovery.summary import print_summary
 
     print_summary(manifest=a.manifest, rejects=a.rejects, overlaps=a.overlaps, groups=a.groups, split=a.split,
-                  conflicts=a.conflicts, removable=a.removable, report=a.report)
+                  conflicts=a.conflicts, removable=a.removable, report=a.report, verdicts=a.verdicts or None)
 
 
 def cmd_exports(a, opts):
     from tiledup.discovery.exports import write_exports
 
     write_exports(overlaps_path=a.overlaps, groups_path=a.groups, tiles_paths=a.tiles,
-                  duplicates_path=a.duplicates, removable_path=a.removable)
+                  duplicates_path=a.duplicates, removable_path=a.removable, verdicts_path=a.verdicts or None)
 
 
 def cmd_run(a, opts):
@@ -222,6 +222,7 @@ def version() -> str:
 WORKFLOW_CONFIG = "config/config.yaml"
 EVIDENCE_HELP = "the `evidence` config block as one JSON object: which tile pairs with a solid side are evidence"
 OPTIONS_HELP = "the `{}` config block as one JSON object (keys as in config/config.yaml; default: its defaults)"
+VERDICTS_HELP = "a person's verdicts (dup_truth format) overriding verify's decisions"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--candidates", default="", help="the candidates table (needed for split.by: place)")
     s.add_argument("--place-votes", type=int, default=None,
                    help="candidates.place_votes: tile matches that place two chips (split.by: place)")
-    s.add_argument("--verdicts", default="", help="a person's verdicts (dup_truth format) overriding verify")
+    s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
 
     s = command("check-split", cmd_check_split, "check an existing train/val/test split for leaking duplicates",
                 "Check a split CSV (an image column such as image_id or filename, and a split column such as "
@@ -394,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verify's overlaps table (default: %(default)s)")
     s.add_argument("--groups", default="results/groups/groups.parquet",
                    help="the groups table (default: %(default)s)")
-    s.add_argument("--verdicts", default="", help="a person's verdicts (dup_truth format) overriding verify")
+    s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
     s.add_argument("--out", default="", help="JSON summary to write (optional)")
     s.add_argument("--csv", default="", help="CSV of every leaking overlap to write (optional)")
 
@@ -406,12 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tiles", nargs="+", required=True, help="every shard's tile table (identical chips)")
     s.add_argument("--duplicates", required=True, help="duplicates.json to write")
     s.add_argument("--removable", required=True, help="removable.txt to write")
+    s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
 
     s = command("summary", cmd_summary, "print what a run found and where its outputs are (end of a run)",
                 "Print the duplicates found, the groups, the split and its leak check, where the split and "
                 "the report are, and the rejected images by reason; only what the run has reached.")
     for name in ("manifest", "rejects", "overlaps", "groups", "split", "conflicts", "removable", "report"):
         s.add_argument(f"--{name}", required=True, help=f"the run's {name} file (may not exist yet)")
+    s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
 
     s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
                 "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "

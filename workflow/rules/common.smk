@@ -31,7 +31,8 @@ LAYOUT = f"{RESULTS}/demo/layout.parquet" if DEMO else None
 TRUTH = config["truth"] or (f"{RESULTS}/demo/dup_truth.txt" if DEMO else "")
 # The demo's own truth labels every overlap of its scenes; a truth file given is partial unless marked.
 TRUTH_COMPLETE = config["truth_complete"] or (DEMO and not config["truth"])
-# A person's verdicts (dup_truth format): inputs of groups and evaluate only, so editing them re-runs those.
+# A person's verdicts (dup_truth format): inputs of groups, exports, split_check and evaluate (and the summary),
+# so editing them re-runs those and nothing before.
 VERDICTS = config["verdicts"]
 # A user's own split to check against the duplicates found (rule `split_check`).
 SPLIT_CHECK = config["split_check"]
@@ -94,7 +95,7 @@ onsuccess:
         " --rejects {REJECTS} --overlaps {RESULTS}/overlaps/overlaps.parquet"
         " --groups {RESULTS}/groups/groups.parquet --split {RESULTS}/groups/split.csv"
         " --conflicts {RESULTS}/groups/conflicts.parquet --removable {RESULTS}/groups/removable.txt"
-        " --report {RESULTS}/eval/report.html"
+        " --report {RESULTS}/eval/report.html --verdicts={VERDICTS:q}"
     )
 
 

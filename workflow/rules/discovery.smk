@@ -96,15 +96,18 @@ if SPLIT_CHECK:
         shell:
             "tiledup check-split {input.split:q} --overlaps {input.overlaps} --groups {input.groups}"
             " --verdicts={params.verdicts:q} --out {output.report} --csv {output.leaks} > {log} 2>&1"
-# Exports for other tools: the duplicate map (imagededup-like) and the chips safe to drop.
+# Exports for other tools: the duplicate map (imagededup-like) and the chips safe to drop, after a person's verdicts.
 rule exports:
     input:
         overlaps=f"{RESULTS}/overlaps/overlaps.parquet",
         groups=f"{RESULTS}/groups/groups.parquet",
         tiles=expand(f"{RESULTS}/tiles/{{shard}}.parquet", shard=SHARDS),
+        verdicts=VERDICTS or [],
     output:
         duplicates=f"{RESULTS}/groups/duplicates.json",
         removable=f"{RESULTS}/groups/removable.txt",
+    params:
+        verdicts=optional_input("verdicts"),
     conda:
         "../../envs/tiledup.yaml"
     benchmark:
@@ -113,4 +116,5 @@ rule exports:
         f"{RESULTS}/logs/exports.log",
     shell:
         "tiledup exports --overlaps {input.overlaps} --groups {input.groups} --tiles {input.tiles}"
-        " --duplicates {output.duplicates} --removable {output.removable} > {log} 2>&1"
+        " --verdicts={params.verdicts:q} --duplicates {output.duplicates} --removable {output.removable}"
+        " > {log} 2>&1"

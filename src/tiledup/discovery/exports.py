@@ -1,12 +1,18 @@
 """Exports for the tools users already have (rule `exports`, after `groups`).
 
+Both follow the decisions after a person's verdicts (config `verdicts`), as the
+groups and the split do: an overlap the verdicts call not duplicate is in
+neither, one they call duplicate is in both, verify's decision or not.
+
 - duplicates.json: every tiled image mapped to its duplicates, the way imagededup
   writes its duplicate map: {"a.jpg": [{"image": "b.jpg", "tag": "38", "score": 0.97}, ...]},
   the tag as seen from the key image (so b.jpg's entry for a.jpg carries the partner tag),
-  score = verify's decision score (DupNet's minimum over the tile pairs, a certain pair counting 1.0); images without a duplicate map to []. Keys and lists are
+  score = verify's decision score (DupNet's minimum over the tile pairs, a certain pair counting 1.0;
+  null for an overlap verify never scored). A duplicate a person's verdict decided has
+  "by": "verdict" and comes first. Images without a duplicate map to []. Keys and lists are
   sorted (lists by score, highest first), so the file is byte-stable.
 - removable.txt: chips that are safe to drop, one id per line: full-overlap (tag 08)
-  duplicates of a chip that is kept. Chips joined by verify's tag-08 duplicate decisions
+  duplicates of a chip that is kept. Chips joined by tag-08 duplicate decisions
   or with identical pixels (all 9 tile digests equal) form a set only where the groups
   place both at the same position (an edge the groups cut as a conflict joins nothing);
   each set keeps its smallest image id and lists the others.
@@ -23,7 +29,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tiledup.discovery.candidates import read_tile_hashes
-from tiledup.discovery.groups import exact_duplicates
+from tiledup.discovery.groups import decided_overlaps, exact_duplicates
 from tiledup.grid import partner_tag
 from tiledup.run.io import read_table, write_text
 
@@ -33,15 +39,18 @@ FULL = "08"  # full overlap: the two chips cover the same ground
 
 
 def duplicate_map(image_ids, overlaps: pd.DataFrame) -> dict:
-    """image -> its duplicates [{image, tag, score}], highest score first; [] for an image without one."""
+    """image -> its duplicates [{image, tag, score}], a person's verdicts first (with "by": "verdict"),
+    then highest score first; [] for an image without one. overlaps: decided_overlaps' (or verify's)."""
     dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
+    by_verdict = dups.verdict.to_numpy(bool) if "verdict" in dups else [False] * len(dups)
     out: dict[str, list] = {str(i): [] for i in image_ids}
-    for a, b, tag, score in zip(dups.img1, dups.img2, dups.tag, dups.score):
-        s = round(float(score), 4)
-        out.setdefault(a, []).append({"image": b, "tag": tag, "score": s})
-        out.setdefault(b, []).append({"image": a, "tag": partner_tag(tag), "score": s})
+    for a, b, tag, score, verdict in zip(dups.img1, dups.img2, dups.tag, dups.score, by_verdict):
+        s = None if pd.isna(score) else round(float(score), 4)
+        by = {"by": "verdict"} if verdict else {}
+        out.setdefault(a, []).append({"image": b, "tag": tag, "score": s, **by})
+        out.setdefault(b, []).append({"image": a, "tag": partner_tag(tag), "score": s, **by})
     for entries in out.values():
-        entries.sort(key=lambda e: (-e["score"], e["image"], e["tag"]))
+        entries.sort(key=lambda e: ("by" not in e, -(e["score"] or 0.0), e["image"], e["tag"]))
     return dict(sorted(out.items()))
 
 
@@ -66,10 +75,13 @@ def removable(groups: pd.DataFrame, overlaps: pd.DataFrame, identical: list[list
     return sorted(sets.image_id[sets.image_id != keep])
 
 
-def write_exports(overlaps_path, groups_path, tiles_paths, duplicates_path, removable_path) -> dict:
-    """The `exports` rule: duplicates.json and removable.txt from verify's overlaps, the groups and the tiles."""
-    overlaps = read_table(overlaps_path, ["img1", "img2", "tag", "score", "is_dup"], "overlaps table").to_pandas()
+def write_exports(overlaps_path, groups_path, tiles_paths, duplicates_path, removable_path,
+                  verdicts_path=None) -> dict:
+    """The `exports` rule: duplicates.json and removable.txt from verify's overlaps with a person's verdicts
+    applied, the groups and the tiles."""
     groups = read_table(groups_path, ["image_id", "group", "row", "col"], "groups table").to_pandas()
+    overlaps = decided_overlaps(overlaps_path, verdicts_path, groups.image_id,
+                                ["img1", "img2", "tag", "score", "is_dup"])
     h = read_tile_hashes(tiles_paths)
     identical = [[str(h.image_ids[k]) for k in s] for s in exact_duplicates(h)]
     dmap = duplicate_map(groups.image_id, overlaps)
@@ -77,6 +89,7 @@ def write_exports(overlaps_path, groups_path, tiles_paths, duplicates_path, remo
     write_text(json.dumps(dmap, indent=1) + "\n", duplicates_path)
     write_text("".join(f"{i}\n" for i in drop), removable_path)
     n_with = sum(bool(v) for v in dmap.values())
-    log.info("%s: %d images, %d with duplicates; %s: %d chips safe to drop", duplicates_path, len(dmap), n_with,
-             removable_path, len(drop))
+    by_verdict = int((overlaps.verdict & overlaps.is_dup.fillna(False).astype(bool)).sum())
+    log.info("%s: %d images, %d with duplicates (%d duplicate overlap(s) by a person's verdicts); %s: %d chips "
+             "safe to drop", duplicates_path, len(dmap), n_with, by_verdict, removable_path, len(drop))
     return {"images": len(dmap), "with_duplicates": n_with, "removable": len(drop)}

@@ -107,10 +107,10 @@ def exact_duplicates(h) -> list[list[int]]:
 def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.DataFrame:
     """overlaps with a person's verdicts (img1, img2, tag, is_dup) in place of verify's decisions.
 
-    Adds a bool column `verdict`; verdicts on overlaps that are not candidates are added as rows
-    (score and n_informative null).
+    Adds two bool columns: `verdict` (decided by a person) and `candidate` (a row of verify's);
+    verdicts on overlaps that are not candidates are added as rows (verify's columns null).
     """
-    overlaps = overlaps.assign(verdict=False)
+    overlaps = overlaps.assign(verdict=False, candidate=True)
     if verdicts is None or not len(verdicts):
         return overlaps
     v = verdicts[["img1", "img2", "tag", "is_dup"]].assign(verdict=True)
@@ -120,11 +120,15 @@ def apply_verdicts(overlaps: pd.DataFrame, verdicts: pd.DataFrame | None) -> pd.
     keyed = keyed.astype({"is_dup": object})
     keyed.loc[vk.index[known], "is_dup"] = vk.is_dup[known].to_numpy()
     keyed.loc[vk.index[known], "verdict"] = True
-    added = vk[~known].assign(score=np.nan, n_informative=np.nan)
-    out = pd.concat([keyed, added[keyed.columns]]).reset_index()
-    log.info("verdicts: %d overlap(s) decided by a person (%d of them not candidates), %d duplicate(s)",
-             len(v), int((~known).sum()), int(v.is_dup.sum()))
-    return out
+    added = vk[~known].assign(candidate=False).reindex(columns=keyed.columns)
+    return pd.concat([keyed, added]).reset_index() if len(added) else keyed.reset_index()
+
+
+def decided_overlaps(overlaps_path, verdicts_path, image_ids, columns=OVERLAP_COLUMNS) -> pd.DataFrame:
+    """verify's overlaps (these columns of overlaps.parquet) with a person's verdicts applied, as groups,
+    the split, the exports, the summary and the report all take them (apply_verdicts' columns added)."""
+    overlaps = read_table(overlaps_path, columns, "overlaps table").to_pandas()
+    return apply_verdicts(overlaps, read_verdicts(verdicts_path, image_ids))
 
 
 def triangle_support(n: int, a: np.ndarray, b: np.ndarray, dup: np.ndarray) -> np.ndarray:
@@ -409,6 +413,10 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
             raise TiledupError(f"{path}: {len(unknown)} image(s) not in the tile tables, e.g. "
                                f"{', '.join(unknown[:5])} (re-run the workflow)")
     overlaps = apply_verdicts(overlaps, read_verdicts(verdicts_path, h.image_ids))
+    if verdicts_path:
+        by = overlaps[overlaps.verdict]
+        log.info("verdicts: %d overlap(s) decided by a person (%d of them not candidates), %d duplicate(s)",
+                 len(by), int((~by.candidate).sum()), int(by.is_dup.astype(bool).sum()))
     groups, conflicts = build_groups(h.image_ids, exact, overlaps)
 
     # split units: every decided duplicate (and identical chips; with `place`, every candidate) joins

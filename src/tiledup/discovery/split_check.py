@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tiledup.discovery.groups import LOGGED, OVERLAP_COLUMNS, apply_verdicts, components, read_verdicts
+from tiledup.discovery.groups import LOGGED, components, decided_overlaps
 from tiledup.run.errors import TiledupError, listing
 from tiledup.run.io import atomic_path, read_table, write_json
 
@@ -84,8 +84,7 @@ def check_split(split_path, overlaps_path, groups_path, out_path=None, csv_path=
     """Leaks of a user's split: the JSON summary (also written to out_path) and every leaking overlap
     (written to csv_path)."""
     groups = read_table(groups_path, ["image_id", "group"], "groups table").to_pandas()
-    overlaps = read_table(overlaps_path, OVERLAP_COLUMNS, "overlaps table").to_pandas()
-    overlaps = apply_verdicts(overlaps, read_verdicts(verdicts_path, groups.image_id))
+    overlaps = decided_overlaps(overlaps_path, verdicts_path, groups.image_id)
     split, unknown = read_split(split_path, groups.image_id)
     where = dict(zip(split.image_id, split.split))
     group_of = dict(zip(groups.image_id, groups.group))

@@ -1,5 +1,9 @@
 """What a run found, in numbers: the console summary at its end, and the report's summary reads it too.
 
+The decisions counted are verify's with a person's verdicts (config `verdicts`)
+applied, as the groups, the split and the exports take them; the summary says
+how many duplicates the verdicts decided.
+
 Split leak check: a duplicate overlap that verify found (or a person's verdict
 confirmed) between chips in two different splits leaks. The groups rule keeps
 every decided duplicate's chips in one split, so the check should find none; it
@@ -13,9 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tiledup.discovery.groups import decided_overlaps
 from tiledup.pairs.dataset import SPLITS
 from tiledup.run.io import read_table
 from tiledup.tiles.rejects import show_rejects
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 group", "2 groups", "1,234 chips": the count with the noun in the number it takes."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def split_leaks(overlaps: pd.DataFrame, split: pd.DataFrame) -> dict:
@@ -28,17 +38,22 @@ def split_leaks(overlaps: pd.DataFrame, split: pd.DataFrame) -> dict:
 
 
 def found(overlaps: pd.DataFrame, groups: pd.DataFrame, split: pd.DataFrame, conflicts: pd.DataFrame) -> dict:
-    """Counts of what discovery found: duplicates, undecidable overlaps, groups, conflicts, split sizes, leaks."""
+    """Counts of what discovery found: duplicates, undecidable overlaps, groups, conflicts, split sizes, leaks.
+
+    overlaps: decided_overlaps' (verify's with a person's verdicts applied, `verdict` and `candidate` columns).
+    """
     dups = overlaps[overlaps.is_dup.fillna(False).astype(bool)]
     sizes = groups.drop_duplicates("group").n_images
     per_split = split.split.value_counts().reindex(SPLITS, fill_value=0)
     groups_per_split = split.drop_duplicates("group").split.value_counts().reindex(SPLITS, fill_value=0)
     return {
         "chips": int(len(groups)),
-        "candidates": int(len(overlaps)),
+        "candidates": int(overlaps.candidate.sum()),
         "duplicates": int(len(dups)),
         "chips_with_duplicates": int(len(set(dups.img1) | set(dups.img2))),
         "undecidable": int(overlaps.is_dup.isna().sum()),
+        "verdicts": int(overlaps.verdict.sum()),
+        "duplicates_by_verdicts": int(dups.verdict.sum()),
         "groups": int(len(sizes)),
         "multi_image_groups": int((sizes > 1).sum()),
         "largest_group": int(sizes.max()) if len(sizes) else 0,
@@ -49,12 +64,17 @@ def found(overlaps: pd.DataFrame, groups: pd.DataFrame, split: pd.DataFrame, con
     }
 
 
-def read_found(overlaps_path, groups_path, split_path, conflicts_path) -> dict:
-    overlaps = read_table(overlaps_path, ["img1", "img2", "tag", "score", "is_dup"], "overlaps table").to_pandas()
+def read_found(overlaps_path, groups_path, split_path, conflicts_path, verdicts_path=None) -> dict:
     groups = read_table(groups_path, ["image_id", "group", "n_images"], "groups table").to_pandas()
+    overlaps = decided_overlaps(overlaps_path, verdicts_path, groups.image_id, ["img1", "img2", "tag", "score", "is_dup"])
     conflicts = read_table(conflicts_path, ["kind"], "conflicts table").to_pandas()
     split = pd.read_csv(split_path, dtype={"image_id": str, "split": str})
     return found(overlaps, groups, split, conflicts)
+
+
+def by_verdicts(f: dict) -> str:
+    """" (2 by a person's verdicts)" after the duplicates count when verdicts were given, else ""."""
+    return f" ({f['duplicates_by_verdicts']:,} by a person's verdicts)" if f["verdicts"] else ""
 
 
 def summary_lines(f: dict, split_path, report_path, removable_path=None, n_removable: int | None = None) -> list[str]:
@@ -62,24 +82,26 @@ def summary_lines(f: dict, split_path, report_path, removable_path=None, n_remov
     leaks = f["leaks"]
     sizes = ", ".join(f"{s} {v['images']:,}" for s, v in f["split"].items())
     lines = [
-        f"Duplicates found: {f['duplicates']:,} overlaps between {f['chips_with_duplicates']:,} of "
-        f"{f['chips']:,} chips ({f['undecidable']:,} overlaps undecidable)"
-        + (f"; {n_removable:,} chips safe to drop: {removable_path}" if n_removable is not None else ""),
+        f"Duplicates found: {counted(f['duplicates'], 'overlap')}{by_verdicts(f)} between "
+        f"{f['chips_with_duplicates']:,} of {counted(f['chips'], 'chip')} "
+        f"({counted(f['undecidable'], 'overlap')} undecidable)"
+        + (f"; {counted(n_removable, 'chip')} safe to drop: {removable_path}" if n_removable is not None else ""),
         f"Groups: {f['multi_image_groups']:,} of two or more chips (largest {f['largest_group']:,}); "
-        f"{f['conflicts']:,} decided overlaps overruled in the mosaics (conflicts.parquet)",
+        f"{counted(f['conflicts'], 'decided overlap')} overruled in the mosaics (conflicts.parquet)",
         f"Split: {sizes} chips, every decided duplicate's chips together: {split_path}; "
         + ("no found duplicate crosses two splits" if not leaks["overlaps"] else
-           f"{leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} chips)"),
+           f"{counted(leaks['overlaps'], 'found duplicate')} "
+           f"{'crosses' if leaks['overlaps'] == 1 else 'cross'} two splits ({counted(leaks['images'], 'chip')})"),
         f"Report: {report_path}",
     ]
     return lines
 
 
-def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report) -> None:
+def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts=None) -> None:
     """Print what exists of the summary (a run of one target reaches only some steps), then the rejects."""
     lines = []
     if all(Path(p).exists() for p in (overlaps, groups, split, conflicts)):
-        f = read_found(overlaps, groups, split, conflicts)
+        f = read_found(overlaps, groups, split, conflicts, verdicts)
         n_removable = len(Path(removable).read_text().split()) if Path(removable).exists() else None
         lines += summary_lines(f, split, report if Path(report).exists() else "not written yet (rule evaluate)",
                                removable, n_removable)

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ReportData:
     """Everything the page shows; found_paths = the run's discovery files (overlaps, groups, split,
-    conflicts, duplicates, removable), absent when the report is written without them."""
+    conflicts, duplicates, removable, and a person's verdicts if any), absent when the report is written
+    without them."""
 
     scored: pd.DataFrame  # one row per truth overlap: scores.parquet's columns, `line` for its source
     metrics: dict  # metrics.json
@@ -118,7 +119,8 @@ def evaluate_and_report(*, gallery_errors: int, gallery_correct: int, gallery_du
     result = evaluate(**evaluate_args)
     discovery = evaluate_args.get("discovery_paths") or {}
     found_paths = ({"overlaps": discovery["overlaps_path"], "groups": discovery["groups_path"],
-                    "conflicts": discovery["conflicts_path"], **(exports or {})} if discovery else {})
+                    "conflicts": discovery["conflicts_path"], "verdicts": evaluate_args.get("verdicts_path"),
+                    **(exports or {})} if discovery else {})
     write_report(result.scored, result.metrics, evaluate_args["images_dir"], evaluate_args["out_dir"],
                  found_paths=found_paths, gallery_errors=gallery_errors, gallery_correct=gallery_correct,
                  gallery_duplicates=gallery_duplicates, list_cap=evaluate_args["list_cap"], thumb=thumb,

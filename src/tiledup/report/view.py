@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tiledup.discovery.summary import found
+from tiledup.discovery.groups import decided_overlaps
+from tiledup.discovery.summary import by_verdicts, counted, found
 from tiledup.grid import partner_tag
 from tiledup.run.io import read_table
 from tiledup.run.progress import Progress
@@ -54,13 +55,14 @@ def link(data, path) -> dict:
 # ---------------------------------------------------------------- the run's own result
 
 def load_found(data) -> dict | None:
-    """Discovery's tables (verify's overlaps, groups, split, conflicts) when the run has them."""
+    """Discovery's tables (verify's overlaps with a person's verdicts applied, groups, split, conflicts) when
+    the run has them."""
     paths = data.found_paths
     if not paths or not all(paths.get(k) for k in ("overlaps", "groups", "split", "conflicts")):
         return None
-    overlaps = read_table(paths["overlaps"], ["img1", "img2", "tag", "score", "is_dup", "certain", "n_tile_pairs",
-                                              "n_informative"], "overlaps table").to_pandas()
     groups = read_table(paths["groups"], ["image_id", "group", "row", "col", "n_images"], "groups table").to_pandas()
+    overlaps = decided_overlaps(paths["overlaps"], paths.get("verdicts"), groups.image_id,
+                                ["img1", "img2", "tag", "score", "is_dup", "certain", "n_tile_pairs", "n_informative"])
     conflicts = read_table(paths["conflicts"], ["kind", "img1", "img2", "tag", "score", "is_dup", "verdict",
                                                 "group1", "group2"], "conflicts table").to_pandas()
     split = pd.read_csv(paths["split"], dtype={"image_id": str, "split": str})
@@ -93,22 +95,25 @@ def summary(data, f: dict | None) -> dict:
         removable = paths.get("removable")
         n_removable = len(Path(removable).read_text().split()) if removable and Path(removable).exists() else None
         items.append({"label": "Duplicates found",
-                      "text": f"{c['duplicates']:,} duplicate overlaps between {c['chips_with_duplicates']:,} chips, "
-                              f"of {c['candidates']:,} candidate overlaps scored by DupNet"
-                              + (f"; {n_removable:,} chips are full-overlap copies of a kept chip, safe to drop"
-                                 if n_removable is not None else ""),
+                      "text": f"{counted(c['duplicates'], 'duplicate overlap')}{by_verdicts(c)} between "
+                              f"{counted(c['chips_with_duplicates'], 'chip')}, of "
+                              f"{counted(c['candidates'], 'candidate overlap')} scored by DupNet"
+                              + (f"; {counted(n_removable, 'chip')} "
+                                 f"{'is a full-overlap copy' if n_removable == 1 else 'are full-overlap copies'} "
+                                 "of a kept chip, safe to drop" if n_removable is not None else ""),
                       "links": [{"href": "#duplicates", "text": "gallery"}]
                       + [link(data, paths[k]) for k in ("duplicates", "removable") if paths.get(k)]})
         items.append({"label": "Groups",
-                      "text": f"{c['multi_image_groups']:,} groups of two or more chips (largest "
-                              f"{c['largest_group']:,}); {c['groups'] - c['multi_image_groups']:,} chips have no "
-                              "duplicate",
+                      "text": f"{counted(c['multi_image_groups'], 'group')} of two or more chips (largest "
+                              f"{c['largest_group']:,}); {counted(c['groups'] - c['multi_image_groups'], 'chip')} "
+                              f"{'has' if c['groups'] - c['multi_image_groups'] == 1 else 'have'} no duplicate",
                       "links": [{"href": "#groups", "text": "mosaics"}, link(data, paths["groups"])]})
-        sizes = ", ".join(f"{s} {v['images']:,} chips ({v['groups']:,} groups)" for s, v in c["split"].items())
+        sizes = ", ".join(f"{s} {counted(v['images'], 'chip')} ({counted(v['groups'], 'group')})"
+                          for s, v in c["split"].items())
         leaks = c["leaks"]
         check = ("leak check: no found duplicate crosses two splits" if not leaks["overlaps"] else
-                 f"leak check: {leaks['overlaps']:,} found duplicates cross two splits ({leaks['images']:,} "
-                 "chips)")
+                 f"leak check: {counted(leaks['overlaps'], 'found duplicate')} "
+                 f"{'crosses' if leaks['overlaps'] == 1 else 'cross'} two splits ({counted(leaks['images'], 'chip')})")
         lf = f["leaks_file"]
         if lf and "candidate_overlaps" in lf:  # leaks.json (groups rule): the same place at any time
             check += (f"; candidate overlaps (same place, any time) across splits: "
@@ -116,11 +121,11 @@ def summary(data, f: dict | None) -> dict:
                       f"(split.by: {lf['split_by']})")
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
         kinds = ", ".join(f"{k}: {v:,}" for k, v in c["conflicts_by_kind"].items())
-        items.append({"label": "Conflicts", "text": f"{c['conflicts']:,} decided overlaps the mosaic groups overrule (the split still keeps "
+        items.append({"label": "Conflicts", "text": f"{counted(c['conflicts'], 'decided overlap')} the mosaic groups overrule (the split still keeps "
                       "every decided duplicate's chips together)"
                       + (f" ({kinds})" if kinds else ""), "links": [{"href": "#conflicts", "text": "list"}]})
-        items.append({"label": "Undecidable", "text": f"{c['undecidable']:,} candidate overlaps with no tile pair "
-                      "that is evidence either way (e.g. cloud or no-data on both sides): not decided",
+        items.append({"label": "Undecidable", "text": f"{counted(c['undecidable'], 'candidate overlap')} with no "
+                      "tile pair that is evidence either way (e.g. cloud or no-data on both sides): not decided",
                       "links": [{"href": "#undecidable", "text": "list"}]})
     model = model_name(m)
     if model:
@@ -142,15 +147,16 @@ def evaluation_headline(data) -> list[str]:
     if methods:
         dn, beats = methods["dupnet"], m.get("dupnet_beats_every_baseline", {})
         text = (f"DupNet: accuracy {_f(dn['accuracy'], 3)}, ROC-AUC {_f(dn['roc_auc'], 3)}, F1 {_f(dn['f1'], 3)} "
-                f"at threshold {dn['threshold']:.3g}; {dn['errors']:,} errors in "
-                f"{m['counts']['decidable']['overlaps']:,} decidable overlaps "
-                f"({dn['confusion']['fp']:,} false duplicates, {dn['confusion']['fn']:,} missed duplicates).")
+                f"at threshold {dn['threshold']:.3g}; {counted(dn['errors'], 'error')} in "
+                f"{counted(m['counts']['decidable']['overlaps'], 'decidable overlap')} "
+                f"({counted(dn['confusion']['fp'], 'false duplicate')}, "
+                f"{counted(dn['confusion']['fn'], 'missed duplicate')}).")
         for key, name in (("roc_auc", "ROC-AUC"), ("accuracy", "accuracy")):
             base = {k: v[key] for k, v in methods.items() if k != "dupnet" and v[key] is not None}
             if base:
                 top = max(base, key=base.get)
                 answer = {True: "yes", False: "no", None: "undefined"}[beats.get(key)]
-                text += (f" Best baseline on {name}: {top} {base[top]:.3f} ({methods[top]['errors']:,} errors); "
+                text += (f" Best baseline on {name}: {top} {base[top]:.3f} ({counted(methods[top]['errors'], 'error')}); "
                          f"DupNet better than every baseline: {answer}.")
         lines.append(text)
     return lines
@@ -159,10 +165,10 @@ def evaluation_headline(data) -> list[str]:
 def counts_sentence(counts: dict) -> str:
     """All overlaps = decidable + undecidable, each as duplicates + not: counts that add up."""
     def part(c):
-        return f"{c['dup']:,} duplicates + {c['nondup']:,} not"
+        return f"{counted(c['dup'], 'duplicate')} + {c['nondup']:,} not"
 
     a, d, u = counts["all"], counts["decidable"], counts["undecidable"]
-    return (f"{a['overlaps']:,} labelled overlaps ({part(a)}) = {d['overlaps']:,} decidable ({part(d)}) "
+    return (f"{counted(a['overlaps'], 'labelled overlap')} ({part(a)}) = {d['overlaps']:,} decidable ({part(d)}) "
             f"+ {u['overlaps']:,} undecidable ({part(u)}; no tile pair is evidence either way, so not scored)")
 
 
@@ -179,18 +185,28 @@ def cards(data, rows: pd.DataFrame, what: str, describe, maps: bool = True) -> l
     return out
 
 
+def _found_by(r) -> str:
+    """Who decided a found duplicate: a person's verdict (with verify's score, if it scored the overlap),
+    the certain evidence, or DupNet's score."""
+    if r.verdict:
+        return "a person's verdict" + ("" if pd.isna(r.score) else f" (verify: DupNet {r.score:.3f})")
+    return ("certain: pixels equal up to JPEG noise" if not pd.isna(r.certain) and bool(r.certain)
+            else f"DupNet {r.score:.3f}")
+
+
 def duplicates_section(data, f) -> dict:
     dups = f["overlaps"][f["overlaps"].is_dup.fillna(False).astype(bool)]
-    # most uncertain first: every found duplicate scored at least the threshold, so the lowest score
-    shown = dups.sort_values(["score", "img1", "img2", "tag"]).head(data.gallery_duplicates)
+    # most uncertain first: every duplicate verify found scored at least the threshold, so the lowest
+    # score; a person's verdicts after them
+    shown = dups.sort_values(["verdict", "score", "img1", "img2", "tag"]).head(data.gallery_duplicates)
     items = cards(data, shown, "duplicates gallery", lambda r: (
-        "certain: pixels equal up to JPEG noise" if r.certain is not None and bool(r.certain) else
-        f"DupNet {r.score:.3f}", "ok",
-        [f"{r.img1} × {r.img2}", f"tag {r.tag} (partner {partner_tag(r.tag)}), "
-                                 f"{r.n_informative}/{r.n_tile_pairs} tile pairs informative"]), maps=False)
+        _found_by(r), "ok",
+        [f"{r.img1} × {r.img2}", f"tag {r.tag} (partner {partner_tag(r.tag)})"
+         + ("" if pd.isna(r.n_tile_pairs) else
+            f", {int(r.n_informative)}/{int(r.n_tile_pairs)} tile pairs informative")]), maps=False)
     paths = data.found_paths
     return {"id": "duplicates", "title": f"Duplicates found ({len(dups):,})", "template": "duplicates.html.j2",
-            "shown": len(shown), "total": len(dups), "cards": items, "cap_key": "evaluate.gallery_duplicates",
+            "shown": len(shown), "total": len(dups), "by_verdicts": int(dups.verdict.sum()), "cards": items, "cap_key": "evaluate.gallery_duplicates",
             "links": [link(data, paths[k]) for k in ("duplicates", "overlaps") if paths.get(k)]}
 
 
