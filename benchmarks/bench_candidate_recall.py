@@ -19,7 +19,7 @@ tiledup.discovery.candidates.candidates with the config's `candidates` block
   comparison of the same hashes (every pair within the radius): how many the
   crowded buckets still hide (feasible up to some 30,000 tiles).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_candidate_recall.py RESULTS [--brute] [--options JSON]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_candidate_recall.py RESULTS [--brute] [--missed] [--options JSON]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> int:
     ap.add_argument("results", type=Path)
     ap.add_argument("--options", default="{}", help="JSON: candidates options over the config's")
     ap.add_argument("--brute", action="store_true")
+    ap.add_argument("--missed", action="store_true", help="also list the missed content duplicates (stderr)")
     a = ap.parse_args()
     from tiledup.discovery import candidates as cand  # PYTHONPATH picks the version measured
     from tiledup.discovery.hash_search import near_pairs
@@ -109,6 +110,9 @@ def main() -> int:
         "seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         **{k: stats[k] for k in ("near_identical", "structured", "common_tiles", "tile_matches", "placement")},
     }
+    if a.missed:
+        for k in np.flatnonzero(~hit & content):
+            print(*want[k], file=sys.stderr)
     if a.brute:
         cx = cand.complexity(h.bmh)
         words = h.bmh.view(np.uint64)
