@@ -12,7 +12,9 @@ tiledup.discovery.candidates.candidates with the config's `candidates` block
 - recall of the truth's duplicates, and of the "content" duplicates (at least
   one tile pair with content on both sides, as the tile tables' solid flag says:
   close to the evaluation's decidable ones, which need the pixel test of the
-  evidence rule too), with and without the implied overlaps;
+  evidence rule too), with and without the implied overlaps; and of the content
+  duplicates with real texture (a tile pair whose sides both have a grey std of
+  at least FLAT_STD) and of the near-flat rest;
 - per hash search: tables, collisions, skipped buckets, pairs deferred to a
   later table, matches; common tiles (over max_matches);
 - --brute: the structured search's tile pairs against a brute-force
@@ -33,23 +35,32 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def content_duplicates(truth: pd.DataFrame, h) -> np.ndarray:
-    """(lines,) bool: the duplicate has a tile pair with content (not solid) on both sides."""
+# A reading aid, not a setting: a duplicate is "near-flat" when each of its tile pairs with content
+# on both sides has a side whose grey std is below this (faint dark sea: the misses, looked at).
+FLAT_STD = 8.0
+
+
+def content_duplicates(truth: pd.DataFrame, h, grey_std: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(lines,) bool twice: the duplicate has a tile pair with content (not solid) on both sides; and
+    one whose less textured side has a grey std of at least FLAT_STD (grey_std: (image, tile) -> std)."""
     from tiledup.grid import tag_tile_pairs
 
     index = {name: k for k, name in enumerate(h.image_ids)}
     solid = np.ones((len(h.image_ids), 9), bool)
     solid[h.image, h.tile] = h.solid
-    out = np.zeros(len(truth), bool)
+    content, textured = np.zeros(len(truth), bool), np.zeros(len(truth), bool)
     for k, (a, b, tag) in enumerate(zip(truth.img1, truth.img2, truth.tag)):
         sa, sb = solid[index[a]], solid[index[b]]
-        out[k] = any(not sa[t] and not sb[u] for t, u in tag_tile_pairs(tag))
-    return out
+        pairs = [(t, u) for t, u in tag_tile_pairs(tag) if not sa[t] and not sb[u]]
+        content[k] = bool(pairs)
+        textured[k] = any(min(grey_std[(a, t)], grey_std[(b, u)]) >= FLAT_STD for t, u in pairs)
+    return content, textured
 
 
 def brute_force_missed(codes: np.ndarray, group: np.ndarray, radius: int, found: set) -> dict:
@@ -83,7 +94,9 @@ def main() -> int:
     h = cand.read_tile_hashes(sorted((a.results / "tiles").glob("*.parquet")))
     truth = pd.read_csv(a.results / "demo/dup_truth.txt", sep=" ", names=["img1", "img2", "tag", "is_dup"], dtype=str)
     dups = truth[truth.is_dup == "1"].reset_index(drop=True)
-    content = content_duplicates(dups, h)
+    std = pq.read_table(sorted((a.results / "tiles").glob("*.parquet")), columns=["image_id", "tile", "grey_std"])
+    grey_std = dict(zip(zip(std["image_id"].to_pylist(), std["tile"].to_pylist()), std["grey_std"].to_pylist()))
+    content, textured = content_duplicates(dups, h, grey_std)
 
     start = time.perf_counter()
     found, stats = cand.candidates(h, **options)
@@ -107,6 +120,10 @@ def main() -> int:
         "recall": round(float(hit.mean()), 5), "recall_content": round(float(hit[content].mean()), 5),
         "recall_content_hash_only": round(float(hit_hash[content].mean()), 5),
         "missed_content": int((~hit[content]).sum()),
+        # the same recall for content duplicates with real texture, and for the near-flat rest
+        "recall_textured": round(float(hit[textured].mean()), 5), "textured_dups": int(textured.sum()),
+        "recall_near_flat": round(float(hit[content & ~textured].mean()), 5),
+        "near_flat_dups": int((content & ~textured).sum()),
         "seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         **{k: stats[k] for k in ("near_identical", "structured", "common_tiles", "tile_matches", "placement")},
     }
