@@ -9,12 +9,15 @@ counting 1.0 (`decision`). So an overlap whose evidence pairs are all SAME
 (`certain`) is a duplicate whatever DupNet says, and any other is a duplicate
 when DupNet's score over its other pairs reaches `dupnet_threshold` (0.5, as in
 the evaluation: no threshold is fitted on any truth); an overlap with no
-informative tile pair is undecidable (is_dup null), never guessed.
+informative tile pair is undecidable (is_dup null), never guessed. Only what
+the decision needs is scored (score_pairs' `decide_at`): a non-duplicate's
+score is the first DupNet score below the threshold, not always its minimum.
 
 Candidates are scored in chunks of about `chunk` overlaps, in an order that
 keeps each chip's overlaps close together (reverse Cuthill-McKee on the graph of
-candidate overlaps): a chip is decoded once and kept only from its first chunk
-to its last, so memory follows that window, not the dataset; progress is logged.
+candidate overlaps): a chip is kept from its first chunk to its last, for at
+most `held_chips` chips (those done soonest; the others are decoded again), so
+memory is bounded whatever the dataset's size; progress is logged.
 
 Outputs:
 - overlaps.parquet (OVERLAP_SCHEMA), one row per candidate, sorted by img1, img2, tag;

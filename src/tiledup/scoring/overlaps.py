@@ -517,6 +517,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
             cache.release((img1[k], img2[k]))
             for name in methods:
                 scores[name][k] = np.nan
+            if progress is not None:
+                progress.update(1)
             continue
         tiles1, tiles2 = cache.tiles(img1[k]), cache.tiles(img2[k])
         if kinds[k] == TEXTURE:
