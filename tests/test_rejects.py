@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +13,7 @@ from tiledup.tiles.rejects import SCHEMA, gather_rejects, reason_kind, show_reje
 from tiledup.tiles.shard import tile_shard
 
 from bad_chips import write_bad_chips
+from conftest import copy_chips
 
 from configured import options
 
@@ -37,10 +37,7 @@ def test_reason_kind_drops_the_detail():
 
 
 def test_gather_counts_every_shard_by_reason(tmp_path, airbus_chips, capsys):
-    images = tmp_path / "images"
-    images.mkdir()
-    for chip in airbus_chips[:3]:
-        shutil.copy(chip, images / chip.name)
+    images = copy_chips(airbus_chips[:3], tmp_path / "images")
     bad = write_bad_chips(images, airbus_chips[0])
     manifest, rejects = tile_folder(tmp_path, images)
     out = tmp_path / "rejects.parquet"

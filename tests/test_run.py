@@ -22,6 +22,7 @@ from tiledup.run.inputs import check_inputs, write_inputs
 from tiledup.run.launch import parse_sets
 from tiledup.tiles.manifest import remove_stale_shards
 
+from conftest import copy_chips
 from procs import kill_tagged, tagged, tagged_env, wait_until
 
 FAST = ["--set", "train.epochs=1", "--set", "train.model.width=8", "--set", "train.pretrained=none", "--set", "sample.pairs=200",
@@ -79,10 +80,7 @@ def test_duplicate_map_and_removable_chips():
 def chips_run(tmp_path_factory, airbus_chips):
     """`tiledup run` on the real chips, no truth, into a named folder (a real Snakemake run)."""
     root = tmp_path_factory.mktemp("run")
-    images = root / "my chips"
-    images.mkdir()
-    for chip in airbus_chips:
-        shutil.copy(chip, images / chip.name)
+    images = copy_chips(airbus_chips, root / "my chips")
     out = root / "found"
     proc = tiledup_run(str(images), "--out", str(out), *FAST)
     assert proc.returncode == 0, proc.stdout[-5000:]

@@ -21,6 +21,7 @@ from tiledup.tiles.manifest import shard_name, shard_of
 from tiledup.model.dupnet import load_dupnet
 
 from bad_chips import write_bad_chips
+from conftest import copy_chips
 from procs import kill_tagged, tagged, tagged_env, wait_until
 from workflow import TINY, planned_jobs, snakemake, snakemake_command, workflow_copy
 
@@ -156,18 +157,14 @@ def test_ctrl_c_during_training_leaves_nothing_running(demo_run, tmp_path):
 
 
 def test_adding_images_reruns_only_their_shards(tmp_path, airbus_chips):
-    images = tmp_path / "images"
-    images.mkdir()
-    for chip in airbus_chips[:12]:
-        shutil.copy(chip, images / chip.name)
+    images = copy_chips(airbus_chips[:12], tmp_path / "images")
     (tmp_path / "wf").mkdir()
     work = workflow_copy(tmp_path / "wf")
     config = ["--config", f"images={images}", "shards=8"]
     snakemake(work, "tiles", *config)
 
     added = airbus_chips[12:14]
-    for chip in added:
-        shutil.copy(chip, images / chip.name)
+    copy_chips(added, images)
     # The manifest re-runs (the folder changed); its per-shard lists decide the rest.
     snakemake(work, "results/manifest/manifest.parquet", *config)
     proc = snakemake(work, "tiles", "-n", "-p", *config)
@@ -224,10 +221,7 @@ def test_lint_passes(tmp_path):
 def chips_run(tmp_path_factory, airbus_chips):
     """A user's own folder without truth: the 24 real chips and 4 files the tile stage must reject."""
     root = tmp_path_factory.mktemp("chips")
-    images = root / "images"
-    images.mkdir()
-    for chip in airbus_chips:
-        shutil.copy(chip, images / chip.name)
+    images = copy_chips(airbus_chips, root / "images")
     bad = write_bad_chips(images, airbus_chips[0])
     (root / "wf").mkdir()
     work = workflow_copy(root / "wf")
@@ -326,10 +320,7 @@ def test_every_image_rejected_fails_with_the_summary(tmp_path, airbus_chips):
 
 
 def _images(tmp_path, chips):
-    images = tmp_path / "images"
-    images.mkdir()
-    for chip in chips:
-        shutil.copy(chip, images / chip.name)
+    images = copy_chips(chips, tmp_path / "images")
     return images
 
 
