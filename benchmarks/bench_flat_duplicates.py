@@ -15,7 +15,12 @@ FLAT_STD, not solid), it prints percentiles of two similarities:
   threshold): what a lower-resolution BlockMeanHash would see;
 - the normalised correlation of the tiles' high-pass residuals (grey minus a
   Gaussian blur of sigma 8, after a blur of sigma 1 against JPEG noise): the
-  sensor noise and faint waves a same-time duplicate shares pixel for pixel.
+  sensor noise and faint waves a same-time duplicate shares pixel for pixel;
+- the share of differing sign bits of that residual's 4 x 4-pixel block means
+  (64 x 64 = 4,096 bits), and what a banded locality-sensitive hash on those
+  bits (L bands of k random bits; a pair is found when one band agrees) would
+  find: the chance a duplicate tile pair, and a duplicate overlap (any of its
+  tile pairs), is found, against the chance a random pair collides.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ def residual(tile: np.ndarray) -> np.ndarray:
     return r / (np.linalg.norm(r) + 1e-6)
 
 
+def sign_bits(tile: np.ndarray) -> np.ndarray:
+    r = residual(tile)
+    return cv2.resize(r, (64, 64), interpolation=cv2.INTER_AREA).ravel() > 0
+
+
+LSH = ((12, 32), (16, 64), (20, 128), (24, 256))  # (bits per band k, bands L)
+
+
 def main() -> None:
     from tiledup.grid import tag_tile_pairs
     from tiledup.tiles.decode import cut_tiles, read_chip
@@ -74,12 +87,25 @@ def main() -> None:
     flat = t[~t.solid & (t.grey_std < FLAT_STD)].sample(2 * len(true_pairs), random_state=a.seed)
     rows = list(zip(flat.image_id, flat.tile))
     random_pairs = list(zip(rows[::2], rows[1::2]))
+    owner = np.array([k for k, (x, y, tag) in enumerate(dups) for p, q in tag_tile_pairs(tag)
+                      if not solid[(x, p)] and not solid[(y, q)]])
+    differ = {}
     for name, pairs in (("the duplicates' textured tile pairs", true_pairs), ("random near-flat tile pairs", random_pairs)):
         dist = [int((coarse_hash(tile(*u)) != coarse_hash(tile(*v))).sum()) for u, v in pairs]
         corr = [float((residual(tile(*u)) * residual(tile(*v))).sum()) for u, v in pairs]
         print(f"{name} ({len(pairs)}): coarse hash distance (of 64) p10/p50/p90 "
               f"{np.percentile(dist, [10, 50, 90]).round(1).tolist()}; high-pass correlation p10/p50/p90/max "
               f"{np.percentile(corr, [10, 50, 90, 100]).round(3).tolist()}")
+        differ[name] = np.array([float((sign_bits(tile(*u)) != sign_bits(tile(*v))).mean()) for u, v in pairs])
+        print(f"  residual sign bits that differ p10/p50/p90: {np.percentile(differ[name], [10, 50, 90]).round(3).tolist()}")
+    dup, rand = differ.values()
+    for k, bands in LSH:
+        found = 1 - (1 - (1 - dup) ** k) ** bands
+        overlap_missed = np.ones(len(dups))
+        np.multiply.at(overlap_missed, owner, 1 - found)
+        collide = 1 - (1 - (1 - rand) ** k) ** bands
+        print(f"LSH k={k} L={bands}: duplicate tile pairs found {found.mean():.3f}, duplicate overlaps found "
+              f"{1 - overlap_missed[np.unique(owner)].mean():.3f}, random pairs collide {collide.mean():.1e}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """verify throughput: candidate overlaps scored per second, this code against an earlier commit, in one run.
 
     .venv/bin/python benchmarks/bench_verify.py --results RESULTS [--before REF] [--after REF] [--repeat 2] [--threads 2]
+    .venv/bin/python benchmarks/bench_verify.py --results RESULTS --profile 8000
+
+--profile N: where the time goes instead. verify() on the first N candidates, this
+checkout, one thread, under cProfile: the seconds of each part of the scoring
+(DupNet, certain evidence, the solid-side pixel test, the pixel baselines, decoding
+chips; each cumulative, so a part's own calls are inside it) and the 15
+functions with the most time of their own.
 
 RESULTS is a finished workflow's results/ folder (a development demo, e.g. demo.seed 1):
 its overlaps/candidates.parquet, model/dupnet.pt, tiles/*.parquet and demo/images are
@@ -41,14 +48,29 @@ try:  # the configured options (config/config.yaml); commits before it stated th
     options = {{**defaults()["verify"], "evidence": defaults()["evidence"]}}
 except ImportError:
     options = {{}}
+if {profile}:
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu"}})
+if {profile}:
+    profiler.disable()
+    profiler.dump_stats({out!r} + ".prof")
 print(json.dumps({{"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}}))
 """
 
 
-def run_verify(src: Path, results: Path, out: Path, threads: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of one verify() call on `results` with the package in `src`."""
-    code = RUN.format(threads=threads, candidates=str(results / "overlaps" / "candidates.parquet"),
+# The parts of verify's scoring, by the function that does each (tiledup.scoring, tiledup.tiles.decode).
+PARTS = {"DupNet": "run_net", "certain evidence": "certain_pairs", "solid-side pixel test": "solid_evidence",
+         "pixel baselines (pixel_eq, pixel_mad)": "pixel_scores", "decoding chips": "read_chip"}
+
+
+def run_verify(src: Path, results: Path, out: Path, threads: int, candidates: Path | None = None,
+               profile: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds of one verify() call on `results` with the package in `src` (profile: also
+    out.prof, cProfile's statistics)."""
+    code = RUN.format(threads=threads, profile=profile,
+                      candidates=str(candidates or results / "overlaps" / "candidates.parquet"),
                       images=str(results / "demo" / "images"), model=str(results / "model" / "dupnet.pt"),
                       tiles=[str(p) for p in sorted((results / "tiles").glob("*.parquet"))],
                       out=str(out), truth=str(out.with_suffix(".txt")))
@@ -83,6 +105,24 @@ def compare(before: Path, after: Path) -> str:
             f"({int((~same).sum())} differ); largest |score difference| {diff:.2e}")
 
 
+def profile(results: Path, n: int) -> None:
+    """Where verify's time goes, on the first n candidates (see the module doc)."""
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
+        tmp = Path(tmp)
+        pq.write_table(pq.read_table(results / "overlaps" / "candidates.parquet").slice(0, n), tmp / "candidates.parquet")
+        wall, cpu = run_verify(REPO / "src", results, tmp / "overlaps.parquet", 1, tmp / "candidates.parquet", True)
+        stats = pstats.Stats(str(tmp / "overlaps.parquet.prof"))
+    n = min(n, pq.read_metadata(results / "overlaps" / "candidates.parquet").num_rows)
+    print(f"{n:,} candidate overlaps, 1 thread, under cProfile: {wall:.1f} s wall, {cpu:.1f} s CPU "
+          f"({1000 * cpu / n:.2f} ms per candidate)")
+    for part, name in PARTS.items():
+        seconds = sum(ct for (_, _, func), (_, _, _, ct, _) in stats.stats.items() if func == name)
+        print(f"  {part:>38}: {seconds:6.1f} s ({100 * seconds / cpu:4.1f} %)")
+    stats.sort_stats("tottime").print_stats(15)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", required=True, type=Path, help="a finished workflow's results/ folder")
@@ -90,7 +130,10 @@ def main() -> None:
     ap.add_argument("--after", default="", help="git commit to measure instead of this checkout")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile verify on the first N candidates")
     a = ap.parse_args()
+    if a.profile:
+        return profile(a.results, a.profile)
     n = pq.read_metadata(a.results / "overlaps" / "candidates.parquet").num_rows
     with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
         tmp = Path(tmp)
