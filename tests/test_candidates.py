@@ -16,6 +16,8 @@ from tiledup.dup_truth import canonical
 
 from configured import options
 
+TEXTURED = 30.0  # grey std of a tile with texture (candidates.texture_std is 8)
+
 
 def flip(code, bits, rng):
     out = np.unpackbits(code.copy())
@@ -28,7 +30,8 @@ def chip_hashes(chips, rng, ground=None):
 
     Tile (r, c) of a chip at (row, col) shows ground cell (row + r, col + c) of its scene:
     the scene's random hash there, with `noise` bits flipped per tile. Digests are unique
-    per chip and tile (no two tiles pixel-identical) unless a test sets them.
+    per chip and tile (no two tiles pixel-identical) unless a test sets them. Every tile
+    has texture (grey std TEXTURED) unless a test sets it.
     """
     ground = {} if ground is None else ground
     names = sorted(c[0] for c in chips)
@@ -47,7 +50,8 @@ def chip_hashes(chips, rng, ground=None):
                       tile=np.array([r[1] for r in rows], np.int8),
                       bmh=np.stack([r[2] for r in rows]),
                       digest=np.stack([r[3] for r in rows]).view(np.uint64),
-                      solid=np.array([r[4] for r in rows], bool))
+                      solid=np.array([r[4] for r in rows], bool),
+                      grey_std=np.full(len(rows), TEXTURED, np.float32))
 
 
 def found(h, **changes):
@@ -165,8 +169,28 @@ def test_solid_tiles_never_vote_and_common_hashes_are_capped():
     assert got == {}
     assert stats["repeated"] == 30 * 9 + 120  # searched not at all
     assert stats["common_tiles"] >= 100  # found, then dropped: each matches the 99 others
-    few, _ = found(h, repeat_cap=64, max_matches=200)  # without the match cap: one overlap per pair
+    # without the match cap (and keeping lone matches the chips' other tiles contradict): one overlap per pair
+    few, _ = found(h, repeat_cap=64, max_matches=200, contradict_radius=256)
     assert len(few) == 100 * 99 // 2
+
+
+def test_a_lone_match_that_a_textured_tile_pair_contradicts_is_no_candidate():
+    """Chips of two scenes whose tile 0 and tile 8 happen to hash alike (a look-alike, not the same place):
+    at that offset (b two tiles up-left of a: one tile pair) nothing contradicts the match; at offset
+    (0, 0) (all nine pairs) their other tiles, textured and unrelated, do, unless they are near-flat."""
+    rng = np.random.default_rng(7)
+    chips = [("a.jpg", "s", 0, 0, 0, ()), ("b.jpg", "t", 0, 0, 0, ())]
+    h = chip_hashes(chips, rng)
+    a0, b8 = (np.flatnonzero((h.image == i) & (h.tile == t))[0] for i, t in ((0, 0), (1, 8)))
+    a4, b4 = (np.flatnonzero((h.image == i) & (h.tile == 4))[0] for i in (0, 1))
+    h.bmh[b8] = flip(h.bmh[a0], 6, rng)  # a's top-left tile looks like b's bottom-right
+    h.bmh[b4] = flip(h.bmh[a4], 6, rng)  # and a's centre like b's centre
+    corner, same = ("a.jpg", "b.jpg", offset_tag(-2, -2)), ("a.jpg", "b.jpg", offset_tag(0, 0))
+    got, stats = found(h)
+    assert set(got) == {corner} and stats["contradicted"] == 1
+    assert set(found(h, contradict_radius=256)[0]) == {corner, same}
+    h.grey_std[(h.image == 1) & (h.tile != 4)] = 3.0  # b's other tiles near-flat: hashes of noise, no say
+    assert set(found(h)[0]) == {corner, same}
 
 
 def test_equal_pixel_digests_match_even_smooth_tiles():
@@ -199,6 +223,7 @@ def test_find_candidates_reads_shards_and_writes_the_table(tmp_path):
             "bmh": pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows),
                                                        [None, pa.py_buffer(h.bmh[rows].tobytes())]),
             "solid": pa.array(h.solid[rows]),
+            "grey_std": pa.array(h.grey_std[rows], pa.float32()),
         })
         paths.append(tmp_path / f"{shard:03d}.parquet")
         pq.write_table(table, paths[-1])
@@ -224,7 +249,8 @@ def test_a_match_found_only_through_crowded_keys_votes_but_does_not_place():
     codes[1, 20:26] ^= 1  # 6 bits: beyond smooth_radius, within the radius
     h = TileHashes(image_ids=np.array([f"{k:02d}.jpg" for k in range(40)], dtype=object),
                    image=np.arange(40), tile=np.zeros(40, np.int8), bmh=codes,
-                   digest=rng.integers(0, 2 ** 63, (40, 2)).astype(np.uint64), solid=np.zeros(40, bool))
+                   digest=rng.integers(0, 2 ** 63, (40, 2)).astype(np.uint64), solid=np.zeros(40, bool),
+                   grey_std=np.full(40, TEXTURED, np.float32))
     matches, stats = search(h, radius=20, smooth_radius=4, min_complexity=4, strong_ratio=0.25, bucket_cap=10,
                             repeat_cap=512, max_matches=64)
     pair = matches[(matches.u == 0) & (matches.v == 1)]

@@ -124,10 +124,11 @@ def test_exact_duplicates_from_tile_digests():
             rows.append((image, t, digest(f"{content}{t}" if (image, t) != (3, 8) else "other")))
     h = TileHashes(image_ids=np.array(list("abcd"), dtype=object), image=np.array([r[0] for r in rows]),
                    tile=np.array([r[1] for r in rows], np.int8), bmh=np.zeros((len(rows), 32), np.uint8),
-                   digest=np.stack([r[2] for r in rows]).view(np.uint64), solid=np.zeros(len(rows), bool))
+                   digest=np.stack([r[2] for r in rows]).view(np.uint64), solid=np.zeros(len(rows), bool),
+                   grey_std=np.full(len(rows), 30, np.float32))
     assert exact_duplicates(h) == [[0, 2]]  # d differs in one tile: not the same image
     short = TileHashes(image_ids=h.image_ids, image=h.image[1:], tile=h.tile[1:], bmh=h.bmh[1:],
-                       digest=h.digest[1:], solid=h.solid[1:])  # image a lost its tile 0
+                       digest=h.digest[1:], solid=h.solid[1:], grey_std=h.grey_std[1:])  # image a lost its tile 0
     with pytest.raises(TiledupError, match="9 tiles per image"):
         exact_duplicates(short)
 
@@ -184,7 +185,8 @@ def write_inputs(tmp_path, names, ov, candidates=()):
     pq.write_table(pa.table({"image_id": [r[0] for r in rows], "tile": pa.array([r[1] for r in rows], pa.int8()),
                              DIGEST: pa.array([r[2] for r in rows], pa.binary(16)),
                              "bmh": pa.array([bytes(32)] * len(rows), pa.binary(32)),
-                             "solid": [False] * len(rows)}), tiles)
+                             "solid": [False] * len(rows),
+                             "grey_std": pa.array([30.0] * len(rows), pa.float32())}), tiles)
     n = len(ov)
     table = pa.table({"img1": [o["img1"] for o in ov], "img2": [o["img2"] for o in ov], "tag": [o["tag"] for o in ov],
                       "how": ["hash"] * n, "votes": pa.array([1] * n, pa.int32()),

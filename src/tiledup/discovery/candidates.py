@@ -17,6 +17,11 @@
    dropped (pixel-identical ones kept).
 2. Votes. A match of tile i of chip a with tile j of chip b says that b sits
    (row_i - row_j, col_i - col_j) tiles from a: it votes for that one overlap.
+   A lone match (one vote, pixel digests not equal) is not a candidate when
+   another tile pair of its overlap contradicts it: both sides with texture
+   (grey std >= `texture_std`) and hashes more than `contradict_radius` bits
+   apart. A duplicate's textured tile pairs match; random look-alikes of
+   one tile (mostly on dark sea) made half the candidates before.
 3. Placement. Chips of one acquisition sit on one lattice. Components of chips
    (at first single chips) are joined, strongest first, when at least
    `place_votes` distinct matching tiles with structure agree on their relative
@@ -47,8 +52,9 @@ import pyarrow as pa
 from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID, OFFSETS
 from tiledup.run.io import write_parquet
-from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, offset_index
+from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, index_offset, offset_index
 from tiledup.discovery.hash_search import equal_pairs, near_pairs
+from tiledup.tiles.hamming import as_words, hamming
 from tiledup.tiles.table import TileHashes, read_tile_hashes
 
 log = logging.getLogger(__name__)
@@ -95,8 +101,10 @@ def tile_offsets(tile_a: np.ndarray, tile_b: np.ndarray) -> tuple[np.ndarray, np
     return tile_a // GRID - tile_b // GRID, tile_a % GRID - tile_b % GRID
 
 
-def votes(h: TileHashes, matches: pd.DataFrame, crowded_votes: int) -> pd.DataFrame:
-    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance.
+def votes(h: TileHashes, matches: pd.DataFrame, crowded_votes: int, contradict_radius: int,
+          texture_std: float) -> tuple[pd.DataFrame, int]:
+    """Tile matches -> one row per overlap: img1 < img2 (indices), offset, votes, exact_votes, best_distance;
+    and how many lone matches a textured tile pair contradicted (module doc, step 2).
 
     An overlap whose every match was found only through crowded keys needs crowded_votes of them.
     """
@@ -110,8 +118,31 @@ def votes(h: TileHashes, matches: pd.DataFrame, crowded_votes: int) -> pd.DataFr
     out = df.groupby(["img1", "img2", "offset"], sort=True).agg(
         votes=("distance", "size"), exact_votes=("exact", "sum"), best_distance=("distance", "min"),
         crowded=("crowded", "all"))
-    out = out[~out.crowded | (out.votes >= crowded_votes)].drop(columns="crowded")
-    return out.reset_index()
+    out = out[~out.crowded | (out.votes >= crowded_votes)].drop(columns="crowded").reset_index()
+    lone = np.flatnonzero((out.votes == 1).to_numpy() & (out.exact_votes == 0).to_numpy())
+    drop = lone[contradicted(h, out.img1.to_numpy()[lone], out.img2.to_numpy()[lone],
+                             out.offset.to_numpy()[lone], contradict_radius, texture_std)]
+    return out.drop(index=drop).reset_index(drop=True), len(drop)
+
+
+def contradicted(h: TileHashes, img1: np.ndarray, img2: np.ndarray, offset: np.ndarray, radius: int,
+                 texture_std: float) -> np.ndarray:
+    """(n,) bool: overlaps (image indices, offset index) with a tile pair whose sides both have texture
+    (not solid, grey std >= texture_std) and whose hashes are more than `radius` bits apart."""
+    words = np.zeros((len(h.image_ids), GRID * GRID, 4), np.uint64)  # per image and tile: its hash
+    words[h.image, h.tile] = as_words(h.bmh)
+    textured = np.zeros((len(h.image_ids), GRID * GRID), bool)
+    textured[h.image, h.tile] = ~h.solid & (h.grey_std >= texture_std)
+    dr, dc = index_offset(offset)
+    out = np.zeros(len(img1), bool)
+    for t in range(GRID * GRID):  # tile t of img1 shows the ground of tile (row - dr, col - dc) of img2
+        rb, cb = t // GRID - dr, t % GRID - dc
+        i = np.flatnonzero((rb >= 0) & (rb < GRID) & (cb >= 0) & (cb < GRID))
+        tb = (rb * GRID + cb)[i]
+        both = textured[img1[i], t] & textured[img2[i], tb]
+        i, tb = i[both], tb[both]
+        out[i[hamming(words[img1[i], t], words[img2[i], tb]) > radius]] = True
+    return out
 
 
 # ---------------------------------------------------------------- placement
@@ -263,30 +294,33 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
 
 
 def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes, crowded_votes) -> None:
+                  place_votes, crowded_votes, contradict_radius, texture_std) -> None:
     if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_complexity <= 448 and strong_ratio >= 0
             and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1
-            and crowded_votes >= 1):
+            and crowded_votes >= 1 and radius <= contradict_radius <= 256 and texture_std >= 0):
         raise TiledupError(
             "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_complexity <= 448, "
             "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1, "
-            "crowded_votes >= 1; got "
+            "crowded_votes >= 1, radius <= contradict_radius <= 256, texture_std >= 0; got "
             f"radius={radius}, smooth_radius={smooth_radius}, min_complexity={min_complexity}, "
             f"strong_ratio={strong_ratio}, bucket_cap={bucket_cap}, repeat_cap={repeat_cap}, "
-            f"max_matches={max_matches}, place_votes={place_votes}, crowded_votes={crowded_votes}")
+            f"max_matches={max_matches}, place_votes={place_votes}, crowded_votes={crowded_votes}, "
+            f"contradict_radius={contradict_radius}, texture_std={texture_std}")
 
 
 def candidates(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
                bucket_cap: int, repeat_cap: int, max_matches: int, place_votes: int,
-               crowded_votes: int, implied: bool) -> tuple[pd.DataFrame, dict]:
+               crowded_votes: int, contradict_radius: int, texture_std: float,
+               implied: bool) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes, crowded_votes)
+                  place_votes, crowded_votes, contradict_radius, texture_std)
     matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_complexity=min_complexity,
                             strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap,
                             max_matches=max_matches)
-    found = votes(h, matches, crowded_votes).assign(how="hash")
+    found, stats["contradicted"] = votes(h, matches, crowded_votes, contradict_radius, texture_std)
+    found = found.assign(how="hash")
     lattice, stats["placement"] = place(matches, h, place_votes, smooth_radius)
     if implied:
         more = implied_pairs(lattice).merge(found[["img1", "img2", "offset"]], how="left", indicator=True)

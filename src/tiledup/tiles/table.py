@@ -67,11 +67,12 @@ class TileHashes:
     bmh: np.ndarray        # (n, 32) uint8
     digest: np.ndarray     # (n, 2) uint64
     solid: np.ndarray      # (n,) bool
+    grey_std: np.ndarray   # (n,) float32
 
 
 def read_tile_hashes(paths) -> TileHashes:
-    """image_id, tile, digest, bmh and solid of all shards' tile tables."""
-    table = read_tiles(paths, columns("image_id", "tile", DIGEST, "bmh", "solid"))
+    """image_id, tile, digest, bmh, solid and grey_std of all shards' tile tables."""
+    table = read_tiles(paths, columns("image_id", "tile", DIGEST, "bmh", "solid", "grey_std"))
     ids = pc.unique(table["image_id"]).sort()
     image = pc.index_in(table["image_id"], value_set=ids).to_numpy().astype(np.int64)
     source = f"tile tables ({len(paths)} shards)"
@@ -82,4 +83,5 @@ def read_tile_hashes(paths) -> TileHashes:
         bmh=fixed_binary(table["bmh"], width("bmh"), "bmh", source),
         digest=fixed_binary(table[DIGEST], width(DIGEST), DIGEST, source).view(np.uint64),
         solid=table["solid"].to_numpy(zero_copy_only=False).astype(bool),
+        grey_std=table["grey_std"].to_numpy().astype(np.float32),
     )
