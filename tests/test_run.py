@@ -149,17 +149,18 @@ def test_second_folder_into_the_same_results_is_refused(chips_run, tmp_path, air
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_in_one_line_what_stopped_and_how_to_resume(chips_run):
-    """SIGINT to `tiledup run` while DupNet trains: Snakemake and its jobs stop, and the console gets one
-    line naming the step and the command that resumes, instead of Snakemake's report of the killed job."""
+def test_a_stop_signal_says_in_one_line_what_stopped_and_how_to_resume(chips_run):
+    """SIGTERM to `tiledup run` while DupNet trains, launched as a script's background job (SIGINT
+    ignored, which children inherit): Snakemake and its jobs stop all the same, and the console gets
+    one line naming the step and the command that resumes, instead of Snakemake's report of the killed job."""
     images, work, _ = chips_run  # the run's own folder: a stopped training keeps the finished model
     tag, env = tagged_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     args = [sys.executable, "-m", "tiledup.cli", "run", str(images), "--out", str(work), "--cores", "2", *FAST,
             "--set", "train.epochs=1000", "--set", "train.early_stop=0"]  # a training that outlasts the signal
-    # a terminal's Ctrl-C: SIGINT handled by default, even under a launcher that ignores it (nohup, `cmd &`)
+    # `tiledup run ... &` in a script: SIGINT ignored from the start
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         for line in proc.stdout:
@@ -167,12 +168,12 @@ def test_ctrl_c_says_in_one_line_what_stopped_and_how_to_resume(chips_run):
             if line.startswith("localrule train:"):
                 break
         assert wait_until(lambda: any("tiledup train" in cmd for _, _, cmd in tagged(tag)), 60)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM  # before reading: a run that goes on fails here
         rest = proc.stdout.read()
-        assert proc.wait(timeout=60) == 130
         # the rest of the job's block (printed before the signal), then the one line; no error report
         assert rest.strip().splitlines()[-1] == (
-            "tiledup run stopped by SIGINT during train; finished steps are kept, so the same command resumes: "
+            "tiledup run stopped by SIGTERM during train; finished steps are kept, so the same command resumes: "
             + shlex.join(["tiledup", *args[3:]]))
         assert rest.count("tiledup run stopped") == 1
         assert not any(word in rest for word in ("RuleException", "Error", "Traceback", "Shell command"))

@@ -137,8 +137,11 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
     """Run Snakemake, pass its output on (without shell commands); on a stop signal, one line instead."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # SIGINT handled by default in Snakemake whatever this process inherited: a background job of a
+    # script (`tiledup run ... &`, nohup) ignores SIGINT, and Snakemake would then never stop
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1, start_new_session=True)
+                            bufsize=1, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stopped: list[int] = []
 
     def forward(signum, frame):
