@@ -3,6 +3,7 @@ and `tiledup compare`; verify must score an overlap exactly as the evaluation do
 
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -193,6 +194,15 @@ def test_compare_reads_the_workflows_config_file(run, capsys, caplog, tmp_path):
     mine.write_text("verify: {dupnet_treshold: 0.9}\n")
     assert cli.main(["compare", str(a), str(b), "--model", str(paths["model_path"]), "--configfile", str(mine)]) == 2
     assert f"invalid config file {mine}" in caplog.text and "did you mean `verify.dupnet_threshold`" in caplog.text
+
+
+def test_compare_without_a_model_uses_the_packaged_one(tmp_path, monkeypatch, capsys):
+    """Outside a workflow's folder (no results/model/dupnet.pt here), `tiledup compare` needs no --model:
+    the packaged DupNet decides the real duplicate tests/data's README names."""
+    images = Path(__file__).parent / "data" / "airbus_samples"
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["compare", str(images / "908f11dd6.jpg"), str(images / "c5d9bc753.jpg"), "--device", "cpu"]) == 0
+    assert "best: tag 02 " in capsys.readouterr().out
 
 
 def test_compare_names_an_unreadable_chip(run, tmp_path, caplog):

@@ -206,7 +206,10 @@ def cmd_compare(a, opts):
 
     configfile = a.configfile or (WORKFLOW_CONFIG if os.path.isfile(WORKFLOW_CONFIG) else None)
     config = read_config(configfile) if configfile else defaults()
-    print(run(a.image1, a.image2, a.model, config, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
+    from tiledup.model.pretrained import PACKAGED
+
+    model = a.model or (RUN_MODEL if os.path.isfile(RUN_MODEL) else str(PACKAGED))
+    print(run(a.image1, a.image2, model, config, device=a.device, batch_size=a.batch_size, threshold=a.threshold))
 
 
 def version() -> str:
@@ -220,6 +223,7 @@ def version() -> str:
 
 
 WORKFLOW_CONFIG = "config/config.yaml"
+RUN_MODEL = "results/model/dupnet.pt"  # where the workflow (make demo) writes its DupNet
 EVIDENCE_HELP = "the `evidence` config block as one JSON object: which tile pairs with a solid side are evidence"
 OPTIONS_HELP = "the `{}` config block as one JSON object (keys as in config/config.yaml; default: its defaults)"
 VERDICTS_HELP = "a person's verdicts (dup_truth format) overriding verify's decisions"
@@ -421,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "overlap score and per-tile scores, and the best one.")
     s.add_argument("image1", help="first chip (768 x 768 JPEG)")
     s.add_argument("image2", help="second chip")
-    s.add_argument("--model", default="results/model/dupnet.pt", help="DupNet model (default: %(default)s)")
+    s.add_argument("--model", default="",
+                   help=f"DupNet model (default: {RUN_MODEL}, a workflow's model, when it exists here, else the "
+                        "DupNet packaged with tiledup)")
     s.add_argument("--configfile", default="",
                    help="the workflow's config file, for its tiles, evidence and verify settings (default: "
                         f"{WORKFLOW_CONFIG} when it exists here, else the defaults shipped with tiledup)")
