@@ -38,11 +38,12 @@ def test_shards_are_balanced_and_in_range():
     assert shard_name(0) == "000" and shard_name(12) == "012"
 
 
-def test_write_manifest_lists_every_image_once(tmp_path):
+def test_write_manifest_lists_every_image_once(tmp_path, caplog):
     images = tmp_path / "images"
-    make_images(images, IDS + ["extra.JPEG", "notes.txt"])
+    make_images(images, IDS + ["extra.JPEG", "notes.txt", "scene.png"])
     out = tmp_path / "manifest" / "manifest.parquet"
     table = write_manifest(images, 3, out, tmp_path / "manifest" / "shards", on_bad_truth="error")
+    assert "2 entries without a .jpg/.jpeg suffix were not listed: notes.txt, scene.png" in caplog.text
     assert pq.read_table(out).equals(table)
     ids = table.column("image_id").to_pylist()
     assert ids == sorted(IDS + ["extra.JPEG"])  # only the .jpg/.jpeg suffix counts

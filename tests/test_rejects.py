@@ -52,7 +52,7 @@ def test_gather_counts_every_shard_by_reason(tmp_path, airbus_chips, capsys):
     assert cli.main(["show-rejects", "--manifest", str(manifest), "--rejects", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"Rejected images: 4 of 7 (full list: {out}):"
-    assert sorted(l.split(None, 1)[1] for l in lines[1:]) == sorted(bad.values())
+    assert sorted(l.split(None, 1)[1] for l in lines[1:]) == sorted(f"{kind}: {name}" for name, kind in bad.items())
     assert all(l.split()[0] == "1" for l in lines[1:])
 
 

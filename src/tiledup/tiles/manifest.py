@@ -36,17 +36,19 @@ def list_images(images_dir: str | os.PathLike) -> list[str]:
     folder = Path(images_dir)
     if not folder.is_dir():
         raise TiledupError(f"images folder {folder} does not exist")
-    ids, others = [], 0
+    ids, others = [], []
     with os.scandir(folder) as entries:
         for e in entries:
             if e.name.lower().endswith(IMAGE_SUFFIXES):
                 ids.append(e.name)
             elif not e.name.startswith("."):
-                others += 1
+                others.append(e.name)
     if not ids:
         raise TiledupError(f"images folder {folder} holds no .jpg images")
     if others:
-        log.warning("%s: %d entries without a .jpg/.jpeg suffix were not listed", folder, others)
+        others.sort()
+        log.warning("%s: %d entries without a .jpg/.jpeg suffix were not listed: %s%s", folder, len(others),
+                    ", ".join(others[:5]), ", ..." if len(others) > 5 else "")
     return sorted(ids)
 
 

@@ -40,13 +40,21 @@ def summarise(rejects: list[dict], n_images: int) -> dict:
             "images": sorted(rejects, key=lambda r: r["image_id"])}
 
 
+NAMED = 3  # images named per reason in the console summary (the table has them all)
+
+
 def summary_lines(summary: dict, where: str) -> list[str]:
-    """The console summary: a headline saying where the full list is, then one line per reason."""
+    """The console summary: a headline saying where the full list is, then one line per reason naming its
+    first NAMED images."""
     n, k = summary["n_images"], summary["n_rejected"]
     if not k:
         return [f"Rejected images: none of {n}."]
+    names: dict[str, list[str]] = {}
+    for r in summary["images"]:
+        names.setdefault(reason_kind(r["reason"]), []).append(r["image_id"])
     return [f"Rejected images: {k} of {n} ({where}):",
-            *(f"{count:8d}  {reason}" for reason, count in summary["by_reason"].items())]
+            *(f"{count:8d}  {reason}: {', '.join(names[reason][:NAMED])}{', ...' if count > NAMED else ''}"
+              for reason, count in summary["by_reason"].items())]
 
 
 def gather_rejects(manifest_path, rejects_paths, out_path) -> dict:
