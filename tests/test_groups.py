@@ -254,15 +254,17 @@ def test_split_by_place_keeps_the_same_place_at_any_time_together(tmp_path):
             {**overlap("g.jpg", "h.jpg", 0, 1, 0.0), "votes": 1}]
     overlaps, tiles, candidates = write_inputs(tmp_path, names, ov, candidates=more)
     fractions = {"train": 0.34, "val": 0.33, "test": 0.33}
-    by_dup = [run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s, fractions=fractions)
-              for s in range(6)]
+    by_dup = [run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s, fractions=fractions,
+                       place_votes=2) for s in range(6)]
     assert all(r[1].unit.nunique() == 7 for r in by_dup)  # every chip alone but c + d
     assert any(r[3]["candidate_overlaps_across_splits"] > 0 for r in by_dup)  # the place leaks at times
+    assert all(r[3]["candidate_overlaps"] == 3 for r in by_dup)  # a-b, c-d, e-f: g-h's lone match places nothing
     for s in range(6):
         _, split, _, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, seed=s,
                                       fractions=fractions, split=options("groups.split", by="place"), place_votes=2)
         where = dict(zip(split.image_id, split.split))
         assert where["a.jpg"] == where["b.jpg"] and where["e.jpg"] == where["f.jpg"] and where["c.jpg"] == where["d.jpg"]
+        assert leaks["candidate_overlaps_across_splits"] == 0
         assert split.unit.nunique() == 5 and leaks["split_by"] == "place"  # ab, cd, ef, g, h
     with pytest.raises(TiledupError, match="split.by must be one of"):
         run_rule(tmp_path, overlaps, tiles, split=options("groups.split", by="time"))
@@ -294,7 +296,7 @@ def test_a_persons_verdicts_override_verify(tmp_path):
 def test_no_overlaps_at_all_gives_groups_of_one_and_a_split(tmp_path):
     names = ["a.jpg", "b.jpg"]
     overlaps, tiles, candidates = write_inputs(tmp_path, names, [])
-    g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates,
+    g, split, conflicts, leaks = run_rule(tmp_path, overlaps, tiles, candidates_path=candidates, place_votes=2,
                                           fractions={"train": 0.8, "val": 0.1, "test": 0.1})
     assert (g.n_images == 1).all() and len(conflicts) == 0
     assert sorted(split.split) == ["train", "val"]  # two units for three splits: train first, then val

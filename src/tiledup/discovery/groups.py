@@ -347,8 +347,9 @@ def split_groups(groups: pd.DataFrame, fractions: dict, seed: int) -> pd.DataFra
     return groups.assign(split=split)[["image_id", "group", "split"]]
 
 
-def leaks(overlaps: pd.DataFrame, candidates: pd.DataFrame | None, split: pd.DataFrame, split_by: str) -> dict:
-    """Decided-duplicate overlaps (and candidate overlaps) whose chips sit in two splits."""
+def leaks(overlaps: pd.DataFrame, same_place: pd.DataFrame | None, split: pd.DataFrame, split_by: str) -> dict:
+    """Decided-duplicate overlaps (and the candidate overlaps that place their chips: the same place at any
+    time, which split.by: place keeps together) whose chips sit in two splits."""
     where = dict(zip(split.image_id, split.split))
 
     def crossing(df):
@@ -359,9 +360,9 @@ def leaks(overlaps: pd.DataFrame, candidates: pd.DataFrame | None, split: pd.Dat
     out = {"split_by": split_by, "n_units": int(split.unit.nunique()),
            "decided_duplicate_overlaps": int(len(dups)), "leaked_decided_duplicates": int(len(leaked)),
            "leaked": leaked[["img1", "img2", "tag"]].head(LOGGED).to_dict("records")}
-    if candidates is not None:
-        out["candidate_overlaps"] = int(len(candidates))
-        out["candidate_overlaps_across_splits"] = int(len(crossing(candidates)))
+    if same_place is not None:
+        out["candidate_overlaps"] = int(len(same_place))
+        out["candidate_overlaps_across_splits"] = int(len(crossing(same_place)))
     return out
 
 
@@ -425,14 +426,15 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
     dups = overlaps[overlaps.is_dup.fillna(split["undecidable"] == "together").astype(bool)]
     edges = [(dups.img1.map(index).to_numpy(), dups.img2.map(index).to_numpy())]
     edges += [(np.full(len(same) - 1, same[0]), np.array(same[1:])) for same in exact]
+    # a lone tile match does not say "same place" (a look-alike tile): only overlaps that place chips do
+    same_place = placed(candidates, place_votes) if candidates is not None and place_votes else None
     if split_by == "place":
-        same_place = placed(candidates, place_votes)
         edges.append((same_place.img1.map(index).to_numpy(), same_place.img2.map(index).to_numpy()))
     units = components(len(h.image_ids), edges)
     table = pd.DataFrame({"image_id": h.image_ids, "unit": units}).merge(groups[["image_id", "group"]])
     table["split"] = split_units(units[table.image_id.map(index).to_numpy()], fractions, seed)
     table = table.sort_values(["group", "image_id"])[["image_id", "group", "unit", "split"]]
-    leaked = leaks(overlaps, candidates, table, split_by)
+    leaked = leaks(overlaps, same_place, table, split_by)
 
     write_parquet(pa.Table.from_pandas(groups, schema=GROUP_SCHEMA, preserve_index=False), groups_path)
     write_parquet(pa.Table.from_pylist(conflicts, schema=CONFLICT_SCHEMA), conflicts_path)
@@ -451,9 +453,9 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
              int(np.bincount(units).max()) if len(units) else 0,
              ", ".join(f"{k} {v}" for k, v in per_split.items()), leaked["leaked_decided_duplicates"],
              leaked["decided_duplicate_overlaps"],
-             f"; candidate overlaps (same place, any time) across splits: "
+             f"; candidate overlaps that place their chips (same place, any time) across splits: "
              f"{leaked['candidate_overlaps_across_splits']} of {leaked['candidate_overlaps']}"
-             if candidates is not None else "")
+             if same_place is not None else "")
     for c in conflicts[:LOGGED]:
         log.warning("conflict (%s): %s %s %s, %s (score %s, %s informative tile pairs%s), groups %d and %d",
                     c["kind"], c["img1"], c["img2"], c["tag"], "dup" if c["is_dup"] else "not dup",

@@ -116,7 +116,7 @@ def summary(data, f: dict | None) -> dict:
                  f"{'crosses' if leaks['overlaps'] == 1 else 'cross'} two splits ({counted(leaks['images'], 'chip')})")
         lf = f["leaks_file"]
         if lf and "candidate_overlaps" in lf:  # leaks.json (groups rule): the same place at any time
-            check += (f"; candidate overlaps (same place, any time) across splits: "
+            check += (f"; candidate overlaps that place their chips (same place, any time) across splits: "
                       f"{lf['candidate_overlaps_across_splits']:,} of {lf['candidate_overlaps']:,} "
                       f"(split.by: {lf['split_by']})")
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
