@@ -252,10 +252,11 @@ def test_rejects_are_summarised_in_metrics_report_and_console(chips_run, airbus_
     section = page[page.index('<section id="rejects">'):]
     assert f"Rejected images ({len(bad)} of {n})" in section
     assert all(name in section and kind in section for name, kind in bad.items())
-    # the console, at the very end of the run: one line per reason and where the full list is
+    # the console, at the very end of the run: one line per reason naming its images, and where the full list is
     tail = output[output.rindex("Rejected images:"):].splitlines()
     assert tail[0] == f"Rejected images: {len(bad)} of {n} (full list: results/rejects.parquet):"
-    assert sorted(line.split(None, 1)[1] for line in tail[1:1 + len(bad)]) == sorted(bad.values())
+    assert sorted(line.split(None, 1)[1] for line in tail[1:1 + len(bad)]) == sorted(
+        f"{kind}: {name}" for name, kind in bad.items())
     assert pq.read_table(work / "results/rejects.parquet").column("image_id").to_pylist() == sorted(bad)
 
 
