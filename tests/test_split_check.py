@@ -33,6 +33,7 @@ def test_leaking_overlaps_chips_groups_and_counts_per_split_pair(tmp_path, found
     split.write_text("Filename,Subset\nimgs/a.jpg,train\nb,Test\nc.jpg,train\nd.jpg,val\ne.jpg,test\nz.jpg,train\n")
     s = check_split(split, *found, out_path=tmp_path / "check.json", csv_path=tmp_path / "leaks.csv")
     assert s["leaking_overlaps"] == 2 and s["decided_duplicate_overlaps"] == 2
+    assert [o["by_verdict"] for o in s["leaking"]] == [False, False]  # verify decided them
     assert s["leaking_overlaps_by_split_pair"] == {"test / train": 2}
     assert s["leaking_chips"] == 3 and s["units_cut"] == 1 and s["groups_cut"] == 1
     assert s["cut_groups"] == [{"group": 0, "splits": ["test", "train"]}]
@@ -56,7 +57,8 @@ def test_verdicts_change_what_leaks(tmp_path, found):
     split.write_text("image_id,split\na.jpg,train\nb.jpg,train\nc.jpg,train\nd.jpg,val\ne.jpg,test\nf.jpg,test\n")
     verdicts = tmp_path / "verdicts.txt"
     verdicts.write_text("d.jpg e.jpg 08 1\n")
-    assert check_split(split, *found, verdicts_path=verdicts)["leaking_overlaps"] == 1
+    s = check_split(split, *found, verdicts_path=verdicts)
+    assert s["leaking_overlaps"] == 1 and s["leaking"][0]["by_verdict"] is True  # a person's, not verify's
 
 
 @pytest.mark.parametrize("text, message", [

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("image_id", "imageid", "image", "image_name", "filename", "file_name", "file", "path",
                  "img", "name", "id")
 SPLIT_COLUMNS = ("split", "subset", "set", "fold", "partition", "stage")
-LEAK_COLUMNS = ["img1", "img2", "tag", "score", "n_informative", "verdict", "split1", "split2", "group1", "group2"]
+# by_verdict: a person's verdict (config `verdicts`) decided the overlap a duplicate, not verify
+LEAK_COLUMNS = ["img1", "img2", "tag", "score", "n_informative", "by_verdict", "split1", "split2", "group1", "group2"]
 
 
 def _column(columns: list[str], wanted: tuple[str, ...], what: str, path) -> str:
@@ -93,7 +94,8 @@ def check_split(split_path, overlaps_path, groups_path, out_path=None, csv_path=
     s1, s2 = dups.img1.map(where), dups.img2.map(where)
     judged = dups[s1.notna() & s2.notna()]  # both chips in the user's split
     leaking = judged.assign(split1=s1, split2=s2)[s1[judged.index] != s2[judged.index]]
-    leaking = leaking.assign(group1=leaking.img1.map(group_of), group2=leaking.img2.map(group_of))
+    leaking = leaking.assign(group1=leaking.img1.map(group_of), group2=leaking.img2.map(group_of),
+                             by_verdict=leaking.verdict)
     leaking = leaking.sort_values(["split1", "split2", "img1", "img2", "tag"])[LEAK_COLUMNS]
 
     # units of the user's chips joined by decided duplicates, and how many the split cuts
