@@ -52,6 +52,21 @@ def test_a_clean_split_and_the_same_place_at_another_time(tmp_path, found):
     assert s["leaking_overlaps"] == 0 and s["units_cut"] == 0 and s["groups_cut"] == 0  # d~e: another time
 
 
+def test_the_run_summary_reports_the_users_split(tmp_path, found, capsys):
+    """With `split_check`, the end-of-run summary says what leaks in the user's split and where the list is."""
+    from tiledup.discovery.summary import print_summary
+
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,split\na.jpg,train\nb.jpg,test\nc.jpg,train\nd.jpg,val\ne.jpg,test\nf.jpg,test\n")
+    check_split(split, *found, out_path=tmp_path / "split_check.json")
+    missing = {k: tmp_path / f"none.{k}" for k in ("manifest", "rejects", "overlaps", "groups", "split", "conflicts",
+                                                    "removable", "report")}  # a run that reached only split_check
+    print_summary(**missing, split_check=tmp_path / "split_check.json")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Your split checked ({tmp_path / 'split_check.json'}, every leak in {tmp_path / 'split_check.csv'}):"
+    assert out[2].startswith("  2 of 2 decided-duplicate overlaps leak across splits (test / train: 2)")
+
+
 def test_verdicts_change_what_leaks(tmp_path, found):
     split = tmp_path / "split.csv"
     split.write_text("image_id,split\na.jpg,train\nb.jpg,train\nc.jpg,train\nd.jpg,val\ne.jpg,test\nf.jpg,test\n")

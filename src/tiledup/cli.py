@@ -113,7 +113,8 @@ def cmd_summary(a, opts):
     from tiledup.discovery.summary import print_summary
 
     print_summary(manifest=a.manifest, rejects=a.rejects, overlaps=a.overlaps, groups=a.groups, split=a.split,
-                  conflicts=a.conflicts, removable=a.removable, report=a.report, verdicts=a.verdicts or None)
+                  conflicts=a.conflicts, removable=a.removable, report=a.report, verdicts=a.verdicts or None,
+                  split_check=a.split_check or None)
 
 
 def cmd_exports(a, opts):
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("manifest", "rejects", "overlaps", "groups", "split", "conflicts", "removable", "report"):
         s.add_argument(f"--{name}", required=True, help=f"the run's {name} file (may not exist yet)")
     s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
+    s.add_argument("--split-check", default="", help="the split_check rule's JSON, when the run checks a user's split")
 
     s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
                 "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "

@@ -36,6 +36,7 @@ TRUTH_COMPLETE = config["truth_complete"] or (DEMO and not config["truth"])
 VERDICTS = config["verdicts"]
 # A user's own split to check against the duplicates found (rule `split_check`).
 SPLIT_CHECK = config["split_check"]
+SPLIT_CHECK_REPORT = f"{RESULTS}/groups/split_check.json" if SPLIT_CHECK else ""
 SHARDS = [shard_name(k) for k in range(config["shards"])]
 # Every shard's rejected images in one table (rule `rejects`).
 REJECTS = f"{RESULTS}/rejects.parquet"
@@ -95,7 +96,7 @@ onsuccess:
         " --rejects {REJECTS} --overlaps {RESULTS}/overlaps/overlaps.parquet"
         " --groups {RESULTS}/groups/groups.parquet --split {RESULTS}/groups/split.csv"
         " --conflicts {RESULTS}/groups/conflicts.parquet --removable {RESULTS}/groups/removable.txt"
-        " --report {RESULTS}/eval/report.html --verdicts={VERDICTS:q}"
+        " --report {RESULTS}/eval/report.html --verdicts={VERDICTS:q} --split-check={SPLIT_CHECK_REPORT:q}"
     )
 
 
@@ -146,7 +147,7 @@ def all_targets():
         f"{RESULTS}/overlaps/dup_truth.txt",
         f"{RESULTS}/groups/groups.parquet",
         f"{RESULTS}/groups/split.csv",
-        *([f"{RESULTS}/groups/split_check.json"] if SPLIT_CHECK else []),
+        *([SPLIT_CHECK_REPORT] if SPLIT_CHECK else []),
         f"{RESULTS}/groups/duplicates.json",
         f"{RESULTS}/groups/removable.txt",
     ]

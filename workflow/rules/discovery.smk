@@ -83,7 +83,7 @@ if SPLIT_CHECK:
             groups=f"{RESULTS}/groups/groups.parquet",
             verdicts=VERDICTS or [],
         output:
-            report=f"{RESULTS}/groups/split_check.json",
+            report=SPLIT_CHECK_REPORT,
             leaks=f"{RESULTS}/groups/split_check.csv",
         params:
             verdicts=optional_input("verdicts"),

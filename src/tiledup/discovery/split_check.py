@@ -145,4 +145,4 @@ def describe(s: dict) -> list[str]:
             f"among the tiled chips, {s['n_images_not_in_split']} tiled chips not in it",
             f"{s['leaking_overlaps']} of {s['decided_duplicate_overlaps']} decided-duplicate overlaps leak across "
             f"splits ({pairs}), {s['leaking_chips']} chips; the split cuts {s['units_cut']} of {s['units']} units "
-            f"of duplicates and {s['groups_cut']} groups"]
+            f"of duplicates and {s['groups_cut']} group{'' if s['groups_cut'] == 1 else 's'}"]

@@ -12,6 +12,8 @@ counts those overlaps and the chips involved, so a split edited by hand shows.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +99,22 @@ def summary_lines(f: dict, split_path, report_path, removable_path=None, n_remov
     return lines
 
 
-def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts=None) -> None:
-    """Print what exists of the summary (a run of one target reaches only some steps), then the rejects."""
+def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts=None,
+                  split_check=None) -> None:
+    """Print what exists of the summary (a run of one target reaches only some steps), then the rejects.
+
+    split_check: the split_check rule's JSON when the run checks a user's split (config `split_check`)."""
     lines = []
     if all(Path(p).exists() for p in (overlaps, groups, split, conflicts)):
         f = read_found(overlaps, groups, split, conflicts, verdicts)
         n_removable = len(Path(removable).read_text().split()) if Path(removable).exists() else None
         lines += summary_lines(f, split, report if Path(report).exists() else "not written yet (rule evaluate)",
                                removable, n_removable)
+    if split_check and Path(split_check).exists():
+        from tiledup.discovery.split_check import describe
+
+        lines += [f"Your split checked ({split_check}, every leak in {Path(split_check).with_suffix('.csv')}):",
+                  *(f"  {line}" for line in describe(json.loads(Path(split_check).read_text())))]
     if lines:
         print("\n".join(lines))
     show_rejects(manifest, rejects)
