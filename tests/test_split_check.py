@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiledup import cli
-from tiledup.discovery.split_check import check_split, read_split
+from tiledup.discovery.split_check import check_split, describe, read_split
 from tiledup.run.errors import TiledupError
 
 IDS = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]
@@ -39,6 +39,7 @@ def test_leaking_overlaps_chips_groups_and_counts_per_split_pair(tmp_path, found
     assert s["cut_groups"] == [{"group": 0, "splits": ["test", "train"]}]
     assert s["n_unknown_images"] == 1 and s["unknown_images"] == ["z.jpg"] and s["n_images_not_in_split"] == 1
     assert s["images_per_split"] == {"test": 2, "train": 2, "val": 1}
+    assert "; 1 not among the tiled chips (z.jpg), 1 tiled chips not in it" in describe(s)[0]
     leaks = pd.read_csv(tmp_path / "leaks.csv", dtype={"tag": str})
     assert leaks[["img1", "img2", "tag", "split1", "split2"]].values.tolist() == [
         ["b.jpg", "c.jpg", "38", "test", "train"], ["a.jpg", "b.jpg", "18", "train", "test"]]  # by split pair

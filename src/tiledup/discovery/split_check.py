@@ -140,9 +140,11 @@ def check_split(split_path, overlaps_path, groups_path, out_path=None, csv_path=
 def describe(s: dict) -> list[str]:
     """The summary in a few lines of text (the log, and the command's output)."""
     pairs = ", ".join(f"{k}: {v}" for k, v in s["leaking_overlaps_by_split_pair"].items()) or "none"
+    named = s["unknown_images"][:3]
+    unknown = f" ({', '.join(named)}{', ...' if s['n_unknown_images'] > len(named) else ''})" if named else ""
     return [f"{s['split']}: {s['n_images_in_split']} images "
             f"({', '.join(f'{k} {v}' for k, v in s['images_per_split'].items())}); {s['n_unknown_images']} not "
-            f"among the tiled chips, {s['n_images_not_in_split']} tiled chips not in it",
+            f"among the tiled chips{unknown}, {s['n_images_not_in_split']} tiled chips not in it",
             f"{s['leaking_overlaps']} of {s['decided_duplicate_overlaps']} decided-duplicate overlaps leak across "
             f"splits ({pairs}), {s['leaking_chips']} chips; the split cuts {s['units_cut']} of {s['units']} units "
             f"of duplicates and {s['groups_cut']} group{'' if s['groups_cut'] == 1 else 's'}"]
