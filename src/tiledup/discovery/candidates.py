@@ -20,8 +20,9 @@
    A lone match (one vote, pixel digests not equal) is not a candidate when
    another tile pair of its overlap contradicts it: both sides with texture
    (grey std >= `texture_std`) and hashes more than `contradict_radius` bits
-   apart. A duplicate's textured tile pairs match; random look-alikes of
-   one tile (mostly on dark sea) made half the candidates before.
+   apart. A duplicate's textured tile pairs match; lone look-alike matches
+   (mostly on dark sea) were about half the candidates of a 2,000-chip
+   development demo.
 3. Placement. Chips of one acquisition sit on one lattice. Components of chips
    (at first single chips) are joined, strongest first, when at least
    `place_votes` distinct matching tiles with structure agree on their relative

@@ -13,7 +13,6 @@ counts those overlaps and the chips involved, so a split edited by hand shows.
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np
