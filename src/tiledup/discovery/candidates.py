@@ -51,9 +51,9 @@ import pandas as pd
 import pyarrow as pa
 
 from tiledup.run.errors import TiledupError
-from tiledup.grid import GRID, OFFSETS
+from tiledup.grid import GRID, N_TILES, OFFSETS, tag_tile_pairs
 from tiledup.run.io import write_parquet
-from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, index_offset, offset_index
+from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, offset_index
 from tiledup.discovery.hash_search import equal_pairs, near_pairs
 from tiledup.tiles.hamming import as_words, hamming
 from tiledup.tiles.table import TileHashes, read_tile_hashes
@@ -130,19 +130,18 @@ def contradicted(h: TileHashes, img1: np.ndarray, img2: np.ndarray, offset: np.n
                  texture_std: float) -> np.ndarray:
     """(n,) bool: overlaps (image indices, offset index) with a tile pair whose sides both have texture
     (not solid, grey std >= texture_std) and whose hashes are more than `radius` bits apart."""
-    words = np.zeros((len(h.image_ids), GRID * GRID, 4), np.uint64)  # per image and tile: its hash
+    words = np.zeros((len(h.image_ids), N_TILES, 4), np.uint64)  # per image and tile: its hash
     words[h.image, h.tile] = as_words(h.bmh)
-    textured = np.zeros((len(h.image_ids), GRID * GRID), bool)
+    textured = np.zeros((len(h.image_ids), N_TILES), bool)
     textured[h.image, h.tile] = ~h.solid & (h.grey_std >= texture_std)
-    dr, dc = index_offset(offset)
     out = np.zeros(len(img1), bool)
-    for t in range(GRID * GRID):  # tile t of img1 shows the ground of tile (row - dr, col - dc) of img2
-        rb, cb = t // GRID - dr, t % GRID - dc
-        i = np.flatnonzero((rb >= 0) & (rb < GRID) & (cb >= 0) & (cb < GRID))
-        tb = (rb * GRID + cb)[i]
-        both = textured[img1[i], t] & textured[img2[i], tb]
-        i, tb = i[both], tb[both]
-        out[i[hamming(words[img1[i], t], words[img2[i], tb]) > radius]] = True
+    for k in np.unique(offset):
+        rows = np.flatnonzero(offset == k)
+        a, b = img1[rows], img2[rows]
+        for ta, tb in tag_tile_pairs(TAG_BY_INDEX[k]):
+            both = textured[a, ta] & textured[b, tb]
+            far = hamming(words[a[both], ta], words[b[both], tb]) > radius
+            out[rows[both][far]] = True
     return out
 
 
