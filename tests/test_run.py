@@ -136,12 +136,27 @@ def test_exports_on_real_chips(chips_run):
 
 
 @pytest.mark.slow
+def test_a_rerun_with_nothing_to_do_shows_the_last_summary(chips_run):
+    """Snakemake runs no end-of-run handler when nothing is to be done; the run's saved summary is shown."""
+    images, out, output = chips_run
+    proc = tiledup_run(str(images), "--out", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Nothing to be done" in proc.stdout and "Every result is up to date" in proc.stdout
+    saved = (out / "logs/summary.txt").read_text()
+    assert saved.strip() and saved in output and proc.stdout.endswith(saved)
+
+
+@pytest.mark.slow
 def test_second_folder_into_the_same_results_is_refused(chips_run, tmp_path, airbus_chips):
     images, out, _ = chips_run
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(airbus_chips[0], other / airbus_chips[0].name)
     before = (out / "inputs.json").read_text()
+    # a dry run of the replacement plans it and leaves the record: the folder is still the first one's
+    proc = tiledup_run(str(other), "--out", str(out), "--force", *FAST, "--", "-n")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "This was a dry-run" in proc.stdout and (out / "inputs.json").read_text() == before
     proc = tiledup_run(str(other), "--out", str(out), *FAST)
     assert proc.returncode == 2
     assert f"{out} holds the results of another images folder ({images})" in proc.stdout + proc.stderr

@@ -4,6 +4,8 @@ Every run writes the record when it starts (the workflow's `onstart`); a run who
 images folder differs from the record stops before any job with a message saying
 what the folder holds and how to go on (another results folder, or replacing the run).
 The config digest is kept for a reader; a changed config is an ordinary re-run.
+`tiledup run --force` replaces the run through REPLACE_ENV rather than by deleting the record
+up front: a dry run (`-- -n`) or a run that stops before its start then leaves the record as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from tiledup.run.io import write_json
 
 RECORD = "inputs.json"
 DEMO = "built-in demo"
+# Set to "1" by `tiledup run --force` in Snakemake's environment: the record is not checked, and the
+# run's start writes the new one.
+REPLACE_ENV = "TILEDUP_REPLACE_RUN"
 
 
 def _folder(images: str) -> str:
@@ -31,9 +36,10 @@ def inputs_record(images: str, truth: str, config: dict) -> dict:
 
 
 def check_inputs(results_dir, images: str) -> None:
-    """Stop when results_dir holds the run of another images folder (its inputs.json says which)."""
+    """Stop when results_dir holds the run of another images folder (its inputs.json says which),
+    unless this run replaces it (REPLACE_ENV)."""
     path = Path(results_dir) / RECORD
-    if not path.exists():
+    if not path.exists() or os.environ.get(REPLACE_ENV) == "1":
         return
     try:
         recorded = json.loads(path.read_text())["images"]

@@ -12,6 +12,8 @@ Snakemake's output is passed on without its shell commands. Ctrl-C (or SIGTERM,
 SIGHUP) reaches Snakemake once, as a terminal's Ctrl-C would (SIGINT to its
 process group: its jobs stop and finished outputs stay); its report of the
 interrupted jobs is not shown, and one line says what stopped and how to resume.
+A run with nothing to do shows the summary the last run saved (Snakemake runs no
+end-of-run handler then).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from tiledup.run.errors import TiledupError
-from tiledup.run.inputs import RECORD, check_inputs
+from tiledup.run.inputs import REPLACE_ENV, check_inputs
 from tiledup.run.io import write_text
 from tiledup.run.stops import STOP_SIGNALS
 
@@ -38,6 +40,9 @@ KEYWORDS = {"train.pretrained": ("packaged", "none")}
 JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):")
 JOB_ID = re.compile(r"^\s+jobid: (\d+)")
 FINISHED = re.compile(r"Finished jobid: (\d+)")
+NOTHING_TO_DO = "Nothing to be done"
+# The end-of-run summary, saved by the workflow in the results folder (rule handlers in common.smk).
+RUN_SUMMARY = "logs/summary.txt"
 
 
 def find_snakefile() -> Path:
@@ -95,9 +100,8 @@ def prepare(images, out, truth=None, sets=(), force=False, configfiles=()) -> Pa
         raise TiledupError(f"images folder {images} does not exist")
     if truth and not Path(truth).is_file():
         raise TiledupError(f"truth file {truth} does not exist")
-    if force:
-        (out / RECORD).unlink(missing_ok=True)
-    check_inputs(out, str(images))
+    if not force:  # a forced run replaces the record only when it starts (tiledup.run.inputs)
+        check_inputs(out, str(images))
     config = parse_sets(list(sets))
     for key in ("images", "truth", "results"):
         if key in config:
@@ -133,9 +137,14 @@ def snakemake_command(snakefile: Path, run_config: Path, cores, profile: str | N
                   *(str(Path(c).resolve()) for c in configfiles), str(run_config)]
 
 
-def stream(cmd: list[str], cwd: Path, resume: str) -> int:
-    """Run Snakemake, pass its output on (without shell commands); on a stop signal, one line instead."""
+def stream(cmd: list[str], cwd: Path, resume: str, replace: bool = False, summary: Path | None = None) -> int:
+    """Run Snakemake, pass its output on (without shell commands); on a stop signal, one line instead.
+    replace: the run replaces another images folder's run in its results folder (`--force`);
+    summary: the saved end-of-run summary, shown when Snakemake has nothing to do."""
     env = dict(os.environ)
+    env.pop(REPLACE_ENV, None)
+    if replace:
+        env[REPLACE_ENV] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     # SIGINT handled by default in Snakemake whatever this process inherited: a background job of a
     # script (`tiledup run ... &`, nohup) ignores SIGINT, and Snakemake would then never stop
@@ -150,9 +159,10 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
             os.killpg(proc.pid, signal.SIGINT)
 
     old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
-    running, starting, last = {}, None, None
+    running, starting, last, nothing = {}, None, None, False
     try:
         for line in proc.stdout:
+            nothing = nothing or line.startswith(NOTHING_TO_DO)
             if m := JOB.match(line):
                 starting = last = m.group(1)
             elif (m := JOB_ID.match(line)) and starting:
@@ -172,6 +182,9 @@ def stream(cmd: list[str], cwd: Path, resume: str) -> int:
         print(f"tiledup run stopped by {signal.Signals(stopped[0]).name} during {steps}; finished steps "
               f"are kept, so the same command resumes: {resume}", flush=True)
         return 128 + stopped[0]
+    if rc == 0 and nothing and summary is not None and summary.is_file():
+        print(f"Every result is up to date; the last run's summary ({summary}):\n{summary.read_text()}",
+              end="", flush=True)
     return rc
 
 
@@ -187,4 +200,5 @@ def run(images, out, truth=None, cores="all", profile=None, sets=(), force=False
             raise TiledupError(f"config file {c} does not exist")
     run_config = prepare(images, out, truth, sets, force, configfiles)
     cmd = snakemake_command(snakefile, run_config, cores, profile, extra, configfiles)
-    return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]))
+    return stream(cmd, snakefile.parent, shlex.join(["tiledup", *(a for a in resume if a != "--force")]), force,
+                  Path(out).resolve() / RUN_SUMMARY)
