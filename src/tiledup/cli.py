@@ -114,7 +114,7 @@ def cmd_summary(a, opts):
 
     print_summary(manifest=a.manifest, rejects=a.rejects, overlaps=a.overlaps, groups=a.groups, split=a.split,
                   conflicts=a.conflicts, removable=a.removable, report=a.report, verdicts=a.verdicts or None,
-                  split_check=a.split_check or None)
+                  split_check=a.split_check or None, save=a.save or None)
 
 
 def cmd_exports(a, opts):
@@ -421,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{name}", required=True, help=f"the run's {name} file (may not exist yet)")
     s.add_argument("--verdicts", default="", help=VERDICTS_HELP)
     s.add_argument("--split-check", default="", help="the split_check rule's JSON, when the run checks a user's split")
+    s.add_argument("--save", default="", help="text file to keep the printed summary in (optional)")
 
     s = command("compare", cmd_compare, "score every overlap of two chips with DupNet (per tile pair)",
                 "For two chips, print each of the 25 overlaps whose tiles are informative with DupNet's "

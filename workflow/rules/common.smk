@@ -6,6 +6,7 @@ from tiledup.run.config import check_config
 from tiledup.pairs.dataset import check_fractions, check_sample_config
 from tiledup.run.errors import TiledupError
 from tiledup.run.inputs import check_inputs, write_inputs
+from tiledup.run.launch import RUN_SUMMARY
 from tiledup.tiles.manifest import IMAGE_SUFFIXES, remove_stale_shards, shard_name
 from tiledup.run.slurm import explain_rejected, watch_queue
 
@@ -97,6 +98,7 @@ onsuccess:
         " --groups {RESULTS}/groups/groups.parquet --split {RESULTS}/groups/split.csv"
         " --conflicts {RESULTS}/groups/conflicts.parquet --removable {RESULTS}/groups/removable.txt"
         " --report {RESULTS}/eval/report.html --verdicts={VERDICTS:q} --split-check={SPLIT_CHECK_REPORT:q}"
+        " --save {RESULTS}/{RUN_SUMMARY}"
     )
 
 

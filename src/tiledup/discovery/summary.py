@@ -12,6 +12,8 @@ counts those overlaps and the chips involved, so a split edited by hand shows.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pandas as pd
 
 from tiledup.discovery.groups import decided_overlaps
 from tiledup.pairs.dataset import SPLITS
-from tiledup.run.io import read_table
+from tiledup.run.io import read_table, write_text
 from tiledup.tiles.rejects import show_rejects
 
 
@@ -99,10 +101,23 @@ def summary_lines(f: dict, split_path, report_path, removable_path=None, n_remov
 
 
 def print_summary(*, manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts=None,
-                  split_check=None) -> None:
+                  split_check=None, save=None) -> None:
     """Print what exists of the summary (a run of one target reaches only some steps), then the rejects.
 
-    split_check: the split_check rule's JSON when the run checks a user's split (config `split_check`)."""
+    split_check: the split_check rule's JSON when the run checks a user's split (config `split_check`).
+    save: a text file to keep the printed summary in (`tiledup run` shows it again when a re-run has
+    nothing to do)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _print_summary(manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts,
+                       split_check)
+    print(out.getvalue(), end="")
+    if save:
+        write_text(out.getvalue(), save)
+
+
+def _print_summary(manifest, rejects, overlaps, groups, split, conflicts, removable, report, verdicts,
+                   split_check) -> None:
     lines = []
     if all(Path(p).exists() for p in (overlaps, groups, split, conflicts)):
         f = read_found(overlaps, groups, split, conflicts, verdicts)
