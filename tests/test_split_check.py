@@ -98,6 +98,7 @@ def test_command_line(tmp_path, found, capsys, caplog):
                      "--out", str(out)]) == 0
     assert json.loads(out.read_text())["leaking_overlaps_by_split_pair"] == {"0 / 1": 1}
     assert "1 of 2 decided-duplicate overlaps leak across splits (0 / 1: 1)" in capsys.readouterr().out
+    assert "overlaps leak across splits" not in caplog.text  # printed once: not logged as well
     assert cli.main(["check-split", str(tmp_path / "nope.csv"), "--overlaps", str(found[0]),
                      "--groups", str(found[1])]) == 2
     assert "nope.csv: cannot read the split as CSV" in caplog.text

@@ -129,8 +129,6 @@ def check_split(split_path, overlaps_path, groups_path, out_path=None, csv_path=
     if csv_path:
         with atomic_path(csv_path) as tmp:
             leaking.to_csv(tmp, index=False)
-    for line in describe(summary):
-        log.info("%s", line)
     for o in leaking.head(LOGGED).itertuples():
         log.warning("leak: %s (%s) ~ %s (%s), tag %s, groups %s / %s", o.img1, o.split1, o.img2, o.split2, o.tag,
                     o.group1, o.group2)
