@@ -11,7 +11,7 @@ from tiledup.discovery.candidates import (CANDIDATE_SCHEMA, TileHashes, candidat
                                 tile_offsets, complexity)
 from tiledup.grid import GRID, N_TILES, OFFSETS, TAGS, offset_tag, partner_tag, tag_offset, tag_tile_pairs
 from tiledup.discovery.lattice import TAG_BY_INDEX, canonical_offsets, offset_index
-from tiledup.tiles.table import DIGEST
+from tiledup.tiles.table import DIGEST, read_tile_hashes
 from tiledup.dup_truth import canonical
 
 from configured import options
@@ -190,6 +190,7 @@ def test_a_lone_match_that_a_textured_tile_pair_contradicts_is_no_candidate():
     assert set(got) == {corner} and stats["contradicted"] == 1
     assert set(found(h, contradict_radius=256)[0]) == {corner, same}
     h.grey_std[(h.image == 1) & (h.tile != 4)] = 3.0  # b's other tiles near-flat: hashes of noise, no say
+    h.flat_sig = np.zeros((len(h.image), 1024), np.int8)  # and no fine structure to match by
     assert set(found(h)[0]) == {corner, same}
 
 
@@ -252,7 +253,52 @@ def test_a_match_found_only_through_crowded_keys_votes_but_does_not_place():
                    digest=rng.integers(0, 2 ** 63, (40, 2)).astype(np.uint64), solid=np.zeros(40, bool),
                    grey_std=np.full(40, TEXTURED, np.float32))
     matches, stats = search(h, radius=20, smooth_radius=4, min_complexity=4, strong_ratio=0.25, bucket_cap=10,
-                            repeat_cap=512, max_matches=64)
+                            repeat_cap=512, max_matches=64, texture_std=8.0, flat_corr=0.4, flat_max_matches=8)
     pair = matches[(matches.u == 0) & (matches.v == 1)]
     assert len(pair) == 1 and pair.distance.iloc[0] == 6 and stats["structured"]["deferred"] >= 1
     assert not pair.placing.iloc[0] and not pair.decisive.iloc[0] and stats["crowded_only"] >= 1
+
+
+# The overlaps of tests/data's real chips that are plain duplicates (looked at: docs/pretrained.md).
+REAL_DUPLICATES = {("908f11dd6.jpg", "c5d9bc753.jpg", "02"), ("4add7aa1d.jpg", "8ce769141.jpg", "05"),
+                   ("770c46cd4.jpg", "c2955cd21.jpg", "25"), ("770c46cd4.jpg", "8d5521663.jpg", "05"),
+                   ("8d5521663.jpg", "c2955cd21.jpg", "28"), ("addc11de0.jpg", "d5d1b6fb8.jpg", "28")}
+
+
+def test_near_flat_tiles_of_real_chips_match_only_their_duplicates(tmp_path, airbus_chips):
+    """On the real chips the fine structure of near-flat tiles matches across the known duplicates and
+    nowhere else: every near-flat match sits at a duplicate's offset, and some of them do."""
+    from tiledup.discovery.flat_search import flat_matches
+    from tiledup.tiles.shard import tile_shard
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(c.name for c in airbus_chips) + "\n")
+    tile_shard(airbus_chips[0].parent, listing, tmp_path / "tiles.parquet", tmp_path / "rejects.parquet",
+               **options("tiles"))
+    h = read_tile_hashes([tmp_path / "tiles.parquet"])
+    cfg = options("candidates")
+    rows = np.flatnonzero(~h.solid & (h.grey_std < cfg["texture_std"]))
+    assert len(rows) > 40  # dark sea, faint waves
+    i, j, corr = flat_matches(h.flat_signatures(rows), h.image[rows], cfg["flat_corr"], cfg["flat_max_matches"])
+    u, v = rows[i], rows[j]
+    a, b, dr, dc = canonical_offsets(h.image[u], h.image[v], *tile_offsets(h.tile[u], h.tile[v]))
+    found = {(h.image_ids[x], h.image_ids[y], offset_tag(r, c)) for x, y, r, c in zip(a, b, dr, dc)}
+    assert found and found <= REAL_DUPLICATES, found - REAL_DUPLICATES
+    # the same tables through the whole search: those overlaps are candidates
+    table = candidates_table(candidates(h, **cfg)[0], h.image_ids).to_pandas()
+    assert found <= set(zip(table.img1, table.img2, table.tag))
+
+
+def test_flat_matches_keep_correlated_pairs_of_two_chips_and_drop_common_structures():
+    from tiledup.discovery.flat_search import flat_matches
+
+    rng = np.random.default_rng(3)
+    sigs = rng.integers(-60, 60, (14, 1024)).astype(np.int8)  # 14 unrelated tiles (correlation ~0)
+    sigs[1] = np.clip(sigs[0] + rng.integers(-20, 20, 1024), -127, 127)  # a copy of tile 0, noisy
+    sigs[2] = sigs[0]  # the same again, but in tile 0's own chip: never a match
+    sigs[4:14] = sigs[3]  # one structure in 11 chips: more than a place shows
+    image = np.array([0, 1, 0] + list(range(2, 13)))
+    i, j, corr = flat_matches(sigs, image, 0.4, 8)
+    assert list(zip(i, j)) == [(0, 1), (1, 2)] and (corr > 0.8).all()
+    i, j, _ = flat_matches(sigs, image, 0.4, 10)  # with room for 11 copies they all match
+    assert len(i) == 2 + 11 * 10 // 2

@@ -52,6 +52,7 @@ def sharp_tile_table(paths) -> pa.Table:
             cols["entropy"].append(float(-(hist[hist > 0] * np.log2(hist[hist > 0])).sum()))
             cols["dominant"].append(dominant.tobytes())
             cols["dominant_share"].append(share)
+            cols["flat_sig"].append(bytes(1024))  # not read by the pair stage
     return pa.table(cols, schema=TILE_SCHEMA)
 
 
@@ -77,6 +78,7 @@ def synthetic_tiles(n_images: int, seed: int = 0, solid_rate: float = 0.05,
         "entropy": np.zeros(rows, np.float32),
         "dominant": _binary(dominant),
         "dominant_share": rng.random(rows).astype(np.float32) * 0.9,
+        "flat_sig": _binary(np.zeros((rows, 1024), np.uint8)),
     }, schema=TILE_SCHEMA)
 
 

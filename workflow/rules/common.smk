@@ -8,6 +8,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.run.inputs import check_inputs, write_inputs
 from tiledup.run.launch import RUN_SUMMARY
 from tiledup.tiles.manifest import IMAGE_SUFFIXES, remove_stale_shards, shard_name
+from tiledup.tiles.table import TILE_SCHEMA
 from tiledup.run.slurm import explain_rejected, watch_queue
 
 

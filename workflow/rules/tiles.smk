@@ -34,6 +34,8 @@ rule tile_shard:
         images=IMAGES,
         digest=shard_digest,
         options=options("tiles"),
+        # the table's columns: a results folder tiled by a version without a new column is tiled again
+        columns=",".join(TILE_SCHEMA.names),
     conda:
         "../../envs/tiledup.yaml"
     benchmark:

@@ -8,7 +8,11 @@
      i.e. a smooth gradient of open sea or a border, has none) within `radius`,
      solid tiles included: a hazy tile flagged solid in one chip still matches
      its duplicate. Two solid tiles place chips but never vote;
-   - tiles with content and equal pixel digests match for certain.
+   - tiles with content and equal pixel digests match for certain;
+   - near-flat tiles (content, grey std below `texture_std`), whose hash is
+     mostly JPEG noise, by the correlation of their fine structure, at least
+     `flat_corr`, exactly (tiledup.discovery.flat_search); a tile correlating
+     with more than `flat_max_matches` others is common and left out.
    A key shared by more than `bucket_cap` / `repeat_cap` tiles (cloud white,
    no-data black, a repeated gradient) is not searched all against all: its
    pairs are found through their other keys, and a match found only that way
@@ -54,6 +58,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID, N_TILES, OFFSETS, tag_tile_pairs
 from tiledup.run.io import write_parquet
 from tiledup.discovery.lattice import TAG_BY_INDEX, Lattice, canonical_offsets, offset_index
+from tiledup.discovery.flat_search import flat_matches
 from tiledup.discovery.hash_search import equal_pairs, near_pairs
 from tiledup.tiles.hamming import as_words, hamming
 from tiledup.tiles.table import TileHashes, read_tile_hashes
@@ -231,7 +236,8 @@ def implied_pairs(lattice: Lattice) -> pd.DataFrame:
 # ---------------------------------------------------------------- the rule
 
 def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
-           bucket_cap: int, repeat_cap: int, max_matches: int) -> tuple[pd.DataFrame, dict]:
+           bucket_cap: int, repeat_cap: int, max_matches: int, texture_std: float, flat_corr: float,
+           flat_max_matches: int) -> tuple[pd.DataFrame, dict]:
     """Tile matches of the whole dataset (see module doc, step 1), one row per pair of tiles u < v.
 
     Columns u, v (rows of h), distance, exact (equal digests), placing (may place chips:
@@ -265,6 +271,14 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     i, j, skipped = equal_pairs(h.digest[rows], repeat_cap, group=h.image[rows])
     found.append((rows[i], rows[j], np.zeros(len(i), np.int16), np.zeros(len(i), bool)))
     stats["equal_digests"] = {"matches": int(len(i)), "skipped_buckets": skipped}
+    rows = np.flatnonzero(content & (h.grey_std < texture_std))
+    start = time.perf_counter()
+    i, j, _ = flat_matches(h.flat_signatures(rows), h.image[rows], flat_corr, flat_max_matches)
+    u_, v_ = rows[i], rows[j]
+    found.append((u_, v_, hamming(as_words(h.bmh[u_]), as_words(h.bmh[v_])).astype(np.int16),
+                  np.zeros(len(i), bool)))
+    stats["near_flat"] = {"tiles": int(len(rows)), "matches": int(len(i)),
+                          "seconds": round(time.perf_counter() - start, 1)}
 
     # one row per tile pair (the searches overlap); the distance is the same in each
     key, first, inverse = np.unique(np.concatenate([u * n + v for u, v, _, _ in found]), return_index=True,
@@ -294,31 +308,35 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
 
 
 def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes, crowded_votes, contradict_radius, texture_std) -> None:
+                  place_votes, crowded_votes, contradict_radius, texture_std, flat_corr, flat_max_matches) -> None:
     if not (0 <= smooth_radius <= radius <= 40 and 0 <= min_complexity <= 448 and strong_ratio >= 0
             and bucket_cap >= 2 and repeat_cap >= 2 and max_matches >= 1 and place_votes >= 1
-            and crowded_votes >= 1 and radius <= contradict_radius <= 256 and texture_std >= 0):
+            and crowded_votes >= 1 and radius <= contradict_radius <= 256 and texture_std >= 0
+            and 0 < flat_corr <= 1 and flat_max_matches >= 1):
         raise TiledupError(
             "candidates options: need 0 <= smooth_radius <= radius <= 40, 0 <= min_complexity <= 448, "
             "strong_ratio >= 0, bucket_cap >= 2, repeat_cap >= 2, max_matches >= 1, place_votes >= 1, "
-            "crowded_votes >= 1, radius <= contradict_radius <= 256, texture_std >= 0; got "
+            "crowded_votes >= 1, radius <= contradict_radius <= 256, texture_std >= 0, 0 < flat_corr <= 1, "
+            "flat_max_matches >= 1; got "
             f"radius={radius}, smooth_radius={smooth_radius}, min_complexity={min_complexity}, "
             f"strong_ratio={strong_ratio}, bucket_cap={bucket_cap}, repeat_cap={repeat_cap}, "
             f"max_matches={max_matches}, place_votes={place_votes}, crowded_votes={crowded_votes}, "
-            f"contradict_radius={contradict_radius}, texture_std={texture_std}")
+            f"contradict_radius={contradict_radius}, texture_std={texture_std}, flat_corr={flat_corr}, "
+            f"flat_max_matches={flat_max_matches}")
 
 
 def candidates(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: int, strong_ratio: float,
                bucket_cap: int, repeat_cap: int, max_matches: int, place_votes: int,
-               crowded_votes: int, contradict_radius: int, texture_std: float,
-               implied: bool) -> tuple[pd.DataFrame, dict]:
+               crowded_votes: int, contradict_radius: int, texture_std: float, flat_corr: float,
+               flat_max_matches: int, implied: bool) -> tuple[pd.DataFrame, dict]:
     """Candidate overlaps of the tiles in h: img1 < img2 (indices), offset, votes, exact_votes,
     best_distance (-1: none), how; and counters for the log."""
     check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
-                  place_votes, crowded_votes, contradict_radius, texture_std)
+                  place_votes, crowded_votes, contradict_radius, texture_std, flat_corr, flat_max_matches)
     matches, stats = search(h, radius=radius, smooth_radius=smooth_radius, min_complexity=min_complexity,
                             strong_ratio=strong_ratio, bucket_cap=bucket_cap, repeat_cap=repeat_cap,
-                            max_matches=max_matches)
+                            max_matches=max_matches, texture_std=texture_std, flat_corr=flat_corr,
+                            flat_max_matches=flat_max_matches)
     found, stats["contradicted"] = votes(h, matches, crowded_votes, contradict_radius, texture_std)
     found = found.assign(how="hash")
     lattice, stats["placement"] = place(matches, h, place_votes, smooth_radius)

@@ -16,6 +16,14 @@
   OpenCV's double comparison since both divisions are by powers of two.
 - bmh96: the same hash of the R, G and B channels separately (OpenCV takes a
   one-channel image as its own grey), concatenated R, G, B.
+- flat_sig: the tile's fine structure, for finding near-flat duplicates (faint
+  dark sea, whose BlockMeanHash is mostly JPEG noise): the grey tile averaged
+  to 64 x 64 (4 x 4-pixel blocks, which also averages JPEG noise away), minus
+  its Gaussian blur of sigma 2 blocks (the per-chip offset and any gradient
+  out), averaged to 32 x 32, zero mean, scaled to int8 (1,024 bytes; zeros for
+  a solid tile). Two copies of one acquisition share the sensor noise and
+  faint waves pixel for pixel, so their signatures correlate (0.5-1.0); two
+  different places, or one place at another time, do not (below 0.1).
 - dominant / dominant_share / solid: a tile is solid (cloud white, no-data
   black, a flat border colour) when at least `solid_share` of its pixels lie
   within +-`noise_levels` of its dominant colour in every channel and at most
@@ -62,18 +70,36 @@ def block_mean_hash(tile_rgb: np.ndarray) -> bytes:
     return kernels.block_mean_hashes(tile, BLOCK)[0].tobytes()
 
 
+SIG_SIDE = 32  # flat_sig: 32 x 32 int8
+
+
+def flat_signatures(grey: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """(n, SIG_SIDE**2) int8 flat_sig of (n, 256, 256) grey tiles (module doc); zeros where solid."""
+    out = np.zeros((len(grey), SIG_SIDE * SIG_SIDE), np.int8)
+    for k in np.flatnonzero(~solid):
+        small = cv2.resize(grey[k], (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+        high = cv2.resize(small - cv2.GaussianBlur(small, (0, 0), 2), (SIG_SIDE, SIG_SIDE),
+                          interpolation=cv2.INTER_AREA).ravel()
+        high -= high.mean()
+        top = np.abs(high).max()
+        if top > 0:
+            out[k] = np.rint(high * (127 / top)).astype(np.int8)
+    return out
+
+
 def hash_tiles(tiles: np.ndarray, *, noise_levels: int, solid_share: float, outlier_levels: int,
                solid_outliers: float) -> dict[str, np.ndarray]:
     """All per-tile columns of the tile table except image_id and tile.
 
     tiles: a chip's C-contiguous (9, 256, 256, 3) RGB uint8 tiles (images.cut_tiles).
     Returns arrays with 9 rows: xxh3_128 (9,16), bmh (9,32), bmh96 (9,96),
-    dominant (9,3) uint8, solid bool, and float32 r_mean, g_mean, b_mean,
-    grey_std, entropy, dominant_share.
+    dominant (9,3), flat_sig (9,1024) uint8 (int8 bytes), solid bool, and float32 r_mean,
+    g_mean, b_mean, grey_std, entropy, dominant_share.
     """
     rgb_rows = tiles.reshape(N_TILES, TILE, TILE * 3)  # the kernels' layout, no copy
+    grey = grey_tiles(tiles)
     bmh, bmh96, means, grey_std, entropy, dominant, inside = kernels.scan_tiles(
-        rgb_rows, grey_tiles(tiles), BLOCK, MEDIAN_STRIDE, noise_levels)
+        rgb_rows, grey, BLOCK, MEDIAN_STRIDE, noise_levels)
     share = _share(inside)
     solid = share >= solid_share
     candidates = np.flatnonzero(solid)  # few tiles: count the far outliers only where it matters
@@ -91,6 +117,7 @@ def hash_tiles(tiles: np.ndarray, *, noise_levels: int, solid_share: float, outl
         "entropy": entropy,
         "dominant": dominant,
         "dominant_share": share,
+        "flat_sig": flat_signatures(grey, solid).view(np.uint8),
     }
 
 

@@ -2,7 +2,7 @@
 
 Tile table, 9 rows per accepted image, sorted by (image_id, tile): image_id,
 tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
-dominant, dominant_share (see hashing.py and tiledup.tiles.table). Rejects table:
+dominant, dominant_share, flat_sig (see hashing.py and tiledup.tiles.table). Rejects table:
 image_id, reason, one row per image that could not be tiled (possibly none).
 """
 

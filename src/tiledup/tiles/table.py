@@ -2,7 +2,7 @@
 
 One row per tile, 9 rows per accepted image, sorted by (image_id, tile): image_id,
 tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
-dominant, dominant_share (tiledup.tiles.hashing computes them). This module
+dominant, dominant_share, flat_sig (tiledup.tiles.hashing computes them). This module
 needs pyarrow and numpy only, so the graph and pair stages can read the table
 without the tile stage's numba kernels or OpenCV.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tiledup.run.io import fixed_binary, read_parquets
+from tiledup.run.io import fixed_binary, read_parquets, read_table
 
 HASH_BYTES = 32  # BlockMeanHash mode 0: 16 x 16 blocks, one bit each
 # The pixel-digest column: XXH3-128 of the tile's RGB bytes, row-major H x W x 3.
@@ -35,6 +35,7 @@ TILE_SCHEMA = pa.schema([
     ("entropy", pa.float32()),
     ("dominant", pa.binary(3)),
     ("dominant_share", pa.float32()),
+    ("flat_sig", pa.binary(1024)),  # int8 bytes, 32 x 32
 ])
 BINARY_COLUMNS = tuple(f.name for f in TILE_SCHEMA if pa.types.is_fixed_size_binary(f.type))
 
@@ -68,6 +69,18 @@ class TileHashes:
     digest: np.ndarray     # (n, 2) uint64
     solid: np.ndarray      # (n,) bool
     grey_std: np.ndarray   # (n,) float32
+    sources: tuple = ()    # the shard tables read, in row order (flat_signatures reads them again)
+    flat_sig: np.ndarray | None = None  # (n, 1024) int8, for a table built in memory; else read on demand
+
+    def flat_signatures(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 1024) int8 flat_sig of these rows (sorted), from the shard tables unless held here."""
+        if self.flat_sig is not None:
+            return self.flat_sig[rows]
+        if not len(rows):
+            return np.zeros((0, width("flat_sig")), np.int8)
+        if not self.sources:
+            raise ValueError("TileHashes without flat_sig or the tile tables to read it from")
+        return read_flat_signatures(self.sources, rows)
 
 
 def read_tile_hashes(paths) -> TileHashes:
@@ -84,4 +97,18 @@ def read_tile_hashes(paths) -> TileHashes:
         digest=fixed_binary(table[DIGEST], width(DIGEST), DIGEST, source).view(np.uint64),
         solid=table["solid"].to_numpy(zero_copy_only=False).astype(bool),
         grey_std=table["grey_std"].to_numpy().astype(np.float32),
+        sources=tuple(paths),
     )
+
+
+def read_flat_signatures(paths, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 1024) int8 flat_sig of these rows of all shards' tile tables (read_tile_hashes' row
+    order), one shard at a time: the column is some 9 kB per chip, and only the rows asked for are kept."""
+    out, start = [], 0
+    rows = np.sort(rows)
+    for path in paths:
+        col = read_table(path, ["flat_sig"], "tile table")["flat_sig"]
+        mine = rows[(rows >= start) & (rows < start + len(col))] - start
+        out.append(fixed_binary(col, width("flat_sig"), "flat_sig", str(path))[mine].view(np.int8))
+        start += len(col)
+    return np.concatenate(out) if out else np.zeros((0, width("flat_sig")), np.int8)
