@@ -11,7 +11,8 @@ near-flat pairs below 0.1.
 So every near-flat tile (content, grey std below `texture_std`) is compared
 with every other chip's, exactly: a blocked matrix product of the normalised
 signatures, kept where the correlation is at least `min_corr`. The cost is
-quadratic in the near-flat tiles (docs/benchmarks.md measures it). A tile that
+quadratic in the near-flat tiles (docs/benchmarks.md measures it); memory is
+the signatures as float32 (4 kB per near-flat tile) plus one 256 MB block. A tile that
 correlates with more tiles than one place can show (`max_matches`: 9 chips
 of one acquisition hold a tile) carries a structure common to many places (a
 straight border, a lone bright dot): its matches are dropped, as the hash
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 2048  # rows per matrix product: 2048 x tiles float32 (8 kB per near-flat tile)
+BLOCK_BYTES = 1 << 28  # each matrix product's output: 256 MB, whatever the number of near-flat tiles
 
 
 def unit_rows(sigs: np.ndarray) -> np.ndarray:
@@ -39,8 +40,9 @@ def flat_matches(sigs: np.ndarray, image: np.ndarray, min_corr: float,
     min_corr, neither row matching more than max_matches rows; and their correlations."""
     x = unit_rows(sigs)
     found_i, found_j, found_c = [], [], []
-    for start in range(0, len(x), BLOCK):
-        corr = x[start:start + BLOCK] @ x[start:].T  # upper triangle, block by block
+    block = max(64, BLOCK_BYTES // (4 * max(len(x), 1)))
+    for start in range(0, len(x), block):
+        corr = x[start:start + block] @ x[start:].T  # upper triangle, block by block
         i, j = np.nonzero(corr >= min_corr)
         c = corr[i, j]
         i, j = i + start, j + start
