@@ -274,9 +274,8 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     rows = np.flatnonzero(content & (h.grey_std < texture_std))
     start = time.perf_counter()
     i, j, _ = flat_matches(h.flat_signatures(rows), h.image[rows], flat_corr, flat_max_matches)
-    u_, v_ = rows[i], rows[j]
-    found.append((u_, v_, hamming(as_words(h.bmh[u_]), as_words(h.bmh[v_])).astype(np.int16),
-                  np.zeros(len(i), bool)))
+    a, b = rows[i], rows[j]  # their hashes' distance, as for every other match
+    found.append((a, b, hamming(as_words(h.bmh[a]), as_words(h.bmh[b])).astype(np.int16), np.zeros(len(i), bool)))
     stats["near_flat"] = {"tiles": int(len(rows)), "matches": int(len(i)),
                           "seconds": round(time.perf_counter() - start, 1)}
 
