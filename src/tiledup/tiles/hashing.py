@@ -16,12 +16,11 @@
   OpenCV's double comparison since both divisions are by powers of two.
 - bmh96: the same hash of the R, G and B channels separately (OpenCV takes a
   one-channel image as its own grey), concatenated R, G, B.
-- flat_sig: the tile's fine structure, for finding near-flat duplicates (faint
-  dark sea, whose BlockMeanHash is mostly JPEG noise): the grey tile averaged
-  to 64 x 64 (4 x 4-pixel blocks, which also averages JPEG noise away), minus
-  its Gaussian blur of sigma 2 blocks (the per-chip offset and any gradient
-  out), averaged to 32 x 32, zero mean, scaled to int8 (1,024 bytes; zeros for
-  a solid tile). Two copies of one acquisition share the sensor noise and
+- flat_sig: the tile's fine structure (tiledup.tiles.fine: 4 x 4-pixel block
+  means minus their blur, so the per-chip offset and any gradient are out), for
+  finding near-flat duplicates (faint dark sea, whose BlockMeanHash is mostly
+  JPEG noise), averaged to 32 x 32, zero mean, scaled to int8 (1,024 bytes;
+  zeros for a solid tile). Two copies of one acquisition share the sensor noise and
   faint waves pixel for pixel, so their signatures correlate (0.5-1.0); two
   different places, or one place at another time, do not (below 0.1).
 - dominant / dominant_share / solid: a tile is solid (cloud white, no-data
@@ -43,6 +42,7 @@ import numpy as np
 import xxhash
 
 from tiledup.tiles import kernels
+from tiledup.tiles.fine import fine_structure
 from tiledup.grid import N_TILES, TILE
 
 BLOCK = 16  # BlockMeanHash mode 0: 16 x 16 blocks of 16 x 16 pixels on a 256 x 256 tile
@@ -77,9 +77,7 @@ def flat_signatures(grey: np.ndarray, solid: np.ndarray) -> np.ndarray:
     """(n, SIG_SIDE**2) int8 flat_sig of (n, 256, 256) grey tiles (module doc); zeros where solid."""
     out = np.zeros((len(grey), SIG_SIDE * SIG_SIDE), np.int8)
     for k in np.flatnonzero(~solid):
-        small = cv2.resize(grey[k], (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
-        high = cv2.resize(small - cv2.GaussianBlur(small, (0, 0), 2), (SIG_SIDE, SIG_SIDE),
-                          interpolation=cv2.INTER_AREA).ravel()
+        high = cv2.resize(fine_structure(grey[k])[1], (SIG_SIDE, SIG_SIDE), interpolation=cv2.INTER_AREA).ravel()
         high -= high.mean()
         top = np.abs(high).max()
         if top > 0:
