@@ -11,14 +11,15 @@ import torch
 import pandas as pd
 import pytest
 
-from tiledup.model.augment import jpeg_roundtrip
+from tiledup.model.augment import hls_shift, jpeg_roundtrip
 from tiledup.run.errors import TiledupError
 from tiledup.grid import TAGS, TILE, tag_tile_pairs
 from tiledup.tiles.hashing import hash_tiles
 from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.scoring.overlaps import (METHODS, NO_EVIDENCE, NOT_DUP, SAME, SOLID, TEXTURE, ChipCache,
                                       TileTable, aggregate, certain_pairs, check_evidence, corner_pixels, expand,
-                                      residual_levels, score_overlaps, score_pairs, solid_evidence)
+                                      fine_structure_differs, residual_levels, score_overlaps, score_pairs,
+                                      solid_evidence)
 
 from configured import options, solid_options
 
@@ -107,6 +108,10 @@ def test_evidence_options_are_checked():
         check_evidence({"clip": 3})
     with pytest.raises(TiledupError, match="min_pixels"):
         check_evidence({"min_pixels": 0})
+    with pytest.raises(TiledupError, match="fine_max_corr"):
+        check_evidence({"fine_max_corr": -0.2})
+    with pytest.raises(TiledupError, match="fine_min_levels"):
+        check_evidence({"fine_min_levels": -1})
 
 
 def test_expand_marks_each_kind():
@@ -207,6 +212,52 @@ def test_a_straight_edge_pair_is_not_certain(real_data):
     assert not certain_pairs(tile[None], copy[None], **SAME_OPTIONS).any()
 
 
+# ---------------------------------------------------------------- fine structure on near-flat real sea
+
+FINE_OPTIONS = {k: v for k, v in EVIDENCE.items() if k.startswith("fine_")}
+
+
+def test_real_flat_sea_and_another_patch_of_it_differ(real_data):
+    """Tiles 0 and 1 of 119d6a3d6 are one calm real sea at one time, side by side: the same level and
+    statistics, as another pass over one place would show, but not the same waves and sensor noise."""
+    tiles = _real_tiles(real_data, "119d6a3d6")
+    assert fine_structure_differs(tiles[[0, 1]], tiles[[1, 0]], **FINE_OPTIONS).all()
+
+
+@pytest.mark.parametrize("tile", [0, 1])
+def test_real_flat_sea_and_its_processed_copies_do_not_differ(real_data, tile):
+    """The same near-flat real sea as another chip of the acquisition holds it: an offset, a hue,
+    saturation or lightness shift (which can invert a channel's share of the grey), then JPEG."""
+    t = _real_tiles(real_data, "119d6a3d6")[tile]
+    copies = [_processed(t, (3, -2, 5)), _processed(t, (-6, -6, -6))]
+    copies += [jpeg_roundtrip(hls_shift(t, channel, amount), 95)
+               for channel, amount in (("H", 30), ("H", 90), ("S", 40), ("S", -40), ("L", 20))]
+    assert not fine_structure_differs(np.stack([t] * len(copies)), np.stack(copies), **FINE_OPTIONS).any()
+
+
+def test_fine_structure_decides_real_overlaps_never_against_a_duplicate(real_data):
+    """Every overlap (25 tags) of every pair of the 24 real chips: the fine-structure test says "not
+    duplicate" for some textured pairs (near-flat sea against other sea, checked by eye), and never
+    for a tile pair of the real duplicates, whose pixels agree up to JPEG noise (SAME)."""
+    folder = real_data / "airbus_samples"
+    ids = sorted(p.name for p in folder.glob("*.jpg"))
+    tiles = {i: cut_tiles(read_chip(folder / i)) for i in ids}
+    h = [hash_tiles(tiles[i], **solid_options()) for i in ids]
+    table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
+    overlaps = pd.DataFrame([(a, b, t) for k, a in enumerate(ids) for b in ids[k + 1:] for t in TAGS],
+                            columns=["img1", "img2", "tag"])
+    pairs = expand(overlaps, table, EVIDENCE["colour_levels"])
+    n_same = n_differ = 0
+    for _, chip_pair in pairs[pairs.evidence == TEXTURE].groupby(["img1", "img2"]):  # memory: one chip pair
+        t1 = tiles[chip_pair.img1.iloc[0]][chip_pair.tile1.to_numpy()]
+        t2 = tiles[chip_pair.img2.iloc[0]][chip_pair.tile2.to_numpy()]
+        same = certain_pairs(t1, t2, **SAME_OPTIONS)
+        differ = fine_structure_differs(t1, t2, **FINE_OPTIONS)
+        assert not (same & differ).any(), chip_pair[same & differ]
+        n_same, n_differ = n_same + same.sum(), n_differ + differ.sum()
+    assert n_same >= 15 and n_differ >= 20
+
+
 def test_aggregate_certain_and_decision():
     """An overlap of SAME pairs only is certain with decision 1 whatever DupNet scored; one SAME pair
     and one textured pair decide by the textured pair; DupNet's own column is left as scored."""
@@ -221,14 +272,16 @@ def test_aggregate_certain_and_decision():
 
 def test_decide_at_scores_only_what_the_decisions_need(real_data):
     """verify's way (decide_at): DupNet skips SAME pairs, the textured pairs of an overlap with a NOT_DUP
-    pair, and, once an overlap's most different pair falls below the threshold, its other pairs;
-    every decision, and every score of an overlap decided duplicate, is that of the full scoring."""
+    pair (of a solid side, or of fine structure), and, once an overlap's most different pair falls below
+    the threshold, its other pairs; every decision, and every score of an overlap decided duplicate, is
+    that of the full scoring. 119d6a3d6 / 5a70ef013: near-flat real sea whose fine structure differs."""
     from tiledup.model.dupnet import DupNet
 
-    ids = ["908f11dd6.jpg", "c5d9bc753.jpg"]
+    ids = ["119d6a3d6.jpg", "5a70ef013.jpg", "908f11dd6.jpg", "c5d9bc753.jpg"]
     h = [hash_tiles(cut_tiles(read_chip(real_data / "airbus_samples" / i)), **solid_options()) for i in ids]
     table = TileTable(np.array(ids, object), *(np.stack([x[k] for x in h]) for k in ("solid", "dominant", "bmh", "bmh96")))
-    overlaps = pd.DataFrame({"img1": ids[0], "img2": ids[1], "tag": list(TAGS)})
+    overlaps = pd.DataFrame({"img1": [ids[2]] * 25 + [ids[0]] * 25, "img2": [ids[3]] * 25 + [ids[1]] * 25,
+                             "tag": list(TAGS) * 2})
     torch.manual_seed(0)
     model = DupNet(**options("train.model")).eval()  # untrained: its scores are arbitrary, the decision rule is not
 
@@ -237,6 +290,8 @@ def test_decide_at_scores_only_what_the_decisions_need(real_data):
                               decide_at=decide_at)
 
     full, full_pairs = run(None)
+    fine_not_dup = (full_pairs.evidence == NOT_DUP) & (full_pairs.img1 == ids[0]) & (full_pairs.tile1.isin([0, 1]))
+    assert fine_not_dup.sum() >= 10 and (full_pairs.dupnet[full_pairs.evidence == NOT_DUP] == 0).all()
     assert not full_pairs.dupnet.isna().any()
     textured = full_pairs[full_pairs.evidence.isin([TEXTURE, SAME])]
     threshold = float(np.median(textured.dupnet))  # so that some overlaps fall on each side
@@ -248,7 +303,7 @@ def test_decide_at_scores_only_what_the_decisions_need(real_data):
     assert (full_dup == fast_dup).all() and (full.decidable == fast.decidable).all()
     assert 0 < fast_dup.sum() < fast.decidable.sum()
     assert np.allclose(full.decision[full_dup], fast.decision[fast_dup]) and (full.certain == fast.certain).all()
-    assert fast.decision[fast.tag == "02"].item() == 1.0
+    assert fast.decision[(fast.img1 == ids[2]) & (fast.tag == "02")].item() == 1.0
 
 
 def test_corner_pixels_match_opencvs_structure_tensor(real_data):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import TAGS, tag_offset
-from tiledup.scoring.overlaps import SAME, ChipCache, TileTable, check_evidence, score_overlaps
+from tiledup.scoring.overlaps import NOT_DUP, SAME, ChipCache, TileTable, check_evidence, score_overlaps
 from tiledup.tiles.shard import tile_chip
 
 
@@ -59,10 +59,11 @@ def report(path_a, path_b, scored: pd.DataFrame, pairs: pd.DataFrame, threshold:
              "tag = first and last tile of the overlap in image 1, (dr, dc) = image 2's offset in tiles; "
              "score = the decision's (a certain tile pair, marked =, counts 1.0), dupnet = DupNet's own minimum",
              f"{'tag':>4} {'dr':>3} {'dc':>3} {'pairs':>6} {'score':>6} {'dupnet':>7} {'bmh':>6} {'pix_mad':>7}  "
-             "per tile pair (tile1-tile2: dupnet, = certain)"]
+             "per tile pair (tile1-tile2: dupnet, = certain, x evidence of not duplicate: "
+             "a solid side or fine structure)"]
     for o in scored.itertuples():
         per = pairs[pairs.tag == o.tag]
-        tiles = " ".join(f"{t1}-{t2}:{s:.3f}{'=' if e == SAME else ''}"
+        tiles = " ".join(f"{t1}-{t2}:{s:.3f}{'=' if e == SAME else 'x' if e == NOT_DUP else ''}"
                          for t1, t2, e, s in zip(per.tile1, per.tile2, per.evidence, per.dupnet))
         lines.append(f"{o.tag:>4} {o.dr:>3} {o.dc:>3} {o.n_informative:>3}/{o.n_tile_pairs:<2} {o.decision:6.3f} "
                      f"{o.dupnet:7.3f} {o.bmh:6.3f} {o.pixel_mad:7.3f}  {tiles}")

@@ -23,6 +23,14 @@ The evidence rule, the same for every method (config `evidence`):
   `decision`, DupNet's minimum with SAME pairs counted as 1.0. Each method's
   own score (DupNet's too) is left as it is, so the evaluation's per-method
   figures stay honest; the evaluation reports verify's decision separately.
+  A textured pair that is not SAME is instead evidence of "not duplicate"
+  (every method scores it 0) when the fine structure of its common near-flat
+  part disagrees (fine_structure_differs: over the 64 x 64-pixel cells where
+  both tiles are near-flat, below `fine_flat_levels`, and both hold fine
+  structure of at least `fine_min_levels`, the median correlation of that
+  structure is below `fine_max_corr`). Calm sea's faint waves and sensor
+  noise belong to one pass: copies share them, another pass over a static
+  coast does not, however alike the coast makes the two tiles look.
 - both solid, colours more than `colour_levels` apart in some channel:
   evidence of "not duplicate" (every method scores it 0);
 - otherwise (at least one side solid): a pixel test. A pixel of one tile
@@ -63,6 +71,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.run.io import fixed_binary
 from tiledup.grid import N_TILES, TAGS, tag_tile_pairs
 from tiledup.tiles.decode import RejectedImage, cut_tiles, read_chip
+from tiledup.tiles.fine import fine_structure
 from tiledup.tiles.table import HASH_BYTES, columns
 
 log = logging.getLogger(__name__)
@@ -188,9 +197,12 @@ def check_evidence(options: dict | None) -> dict:
     for key in ("min_pixels", "same_corners"):
         if not (isinstance(e[key], int) and e[key] >= 1):
             raise TiledupError(f"evidence.{key} {e[key]} must be an integer >= 1")
-    for key in ("same_mean_levels", "same_max_levels", "same_corner_levels", "same_corner_ratio"):
+    for key in ("same_mean_levels", "same_max_levels", "same_corner_levels", "same_corner_ratio",
+                "fine_flat_levels", "fine_min_levels"):
         if not (isinstance(e[key], (int, float)) and e[key] >= 0):
             raise TiledupError(f"evidence.{key} {e[key]} must be a number >= 0")
+    if not (isinstance(e["fine_max_corr"], (int, float)) and 0 <= e["fine_max_corr"] <= 1):
+        raise TiledupError(f"evidence.fine_max_corr {e['fine_max_corr']} must be within 0..1 (0: no fine-structure test)")
     return e
 
 
@@ -283,6 +295,53 @@ def certain_pairs(tiles1: np.ndarray, tiles2: np.ndarray, *, same_mean_levels: f
     for k in np.flatnonzero(same):  # structure only where the pixels agree: most candidates stop above
         same[k] = corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio) >= same_corners
     return same
+
+
+FINE_CELL = 16  # fine-structure blocks per cell side: a cell is 64 x 64 pixels, 16 cells a tile
+FINE_CELL_SHARE = 0.8  # a cell is compared when both tiles are near-flat on at least this share of it
+
+
+def _cells(x: np.ndarray) -> np.ndarray:
+    """(64, 64) -> (16 cells, 256 values), cell by cell."""
+    n = x.shape[0] // FINE_CELL
+    return x.reshape(n, FINE_CELL, n, FINE_CELL).transpose(0, 2, 1, 3).reshape(n * n, -1)
+
+
+def fine_structure_differs(tiles1: np.ndarray, tiles2: np.ndarray, *, fine_flat_levels: float,
+                           fine_min_levels: float, fine_max_corr: float, **_) -> np.ndarray:
+    """(N,) bool: textured tile pairs whose common near-flat part holds fine structure that does not
+    agree, evidence of "not duplicate" (module docstring). Per 64 x 64-pixel cell where both tiles are
+    near-flat (local std of the 4 x 4-pixel block means below fine_flat_levels, on FINE_CELL_SHARE of
+    the cell) and both hold fine structure of at least fine_min_levels (rms): the absolute correlation
+    of that structure between the tiles. The pair differs when the median over such cells is below
+    fine_max_corr."""
+    out = np.zeros(len(tiles1), bool)
+    need = FINE_CELL_SHARE * FINE_CELL * FINE_CELL
+    for k in range(len(tiles1)):
+        parts = []
+        for tile in (tiles1[k], tiles2[k]):
+            small, high = fine_structure(cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32))
+            mean = cv2.blur(small, (5, 5))
+            std = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0))
+            parts.append((high, std < fine_flat_levels))
+        (h1, flat1), (h2, flat2) = parts
+        m = _cells(flat1 & flat2).astype(np.float32)
+        n = m.sum(axis=1)
+        ok = n >= need
+        if not ok.any():
+            continue
+        p, q, m, n = _cells(h1)[ok] * m[ok], _cells(h2)[ok] * m[ok], m[ok], n[ok]
+        sp, sq = p.sum(axis=1), q.sum(axis=1)
+        vp = (p * p).sum(axis=1) / n - (sp / n) ** 2  # variances over the cell's flat part
+        vq = (q * q).sum(axis=1) / n - (sq / n) ** 2
+        cov = (p * q).sum(axis=1) / n - sp * sq / (n * n)
+        structured = np.minimum(vp, vq) >= fine_min_levels ** 2
+        if structured.any():
+            # |correlation|: a hue or saturation shift can invert a channel's share of the grey structure;
+            # the median over the cells: one cell of JPEG noise on faint structure does not decide
+            corr = np.abs(cov[structured]) / np.sqrt(vp[structured] * vq[structured])
+            out[k] = bool(np.median(corr) < fine_max_corr)
+    return out
 
 
 def solid_evidence(tile1: np.ndarray, solid1: bool, tile2: np.ndarray, solid2: bool,
@@ -406,7 +465,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
 
     TEXTURE rows are scored by `methods` (DupNet and every baseline unless fewer are asked for),
     and those equal up to JPEG noise on real structure become SAME (certain_pairs; still scored,
-    so that each method's figures stay its own); NOT_DUP rows score 0 for every method; SOLID
+    so that each method's figures stay its own), those whose near-flat fine structure disagrees
+    NOT_DUP (fine_structure_differs; DupNet does not score them); NOT_DUP rows score 0 for every method; SOLID
     rows become NOT_DUP or are dropped (no evidence) by solid_evidence (the `evidence` config
     block). The result's `evidence` column says which.
     `decide_at` (verify's DupNet threshold) scores only what the overlaps' decisions at that
@@ -453,6 +513,7 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     n_overlaps = len(pairs) and int(pairs.overlap.max()) + 1
     left = np.bincount(overlap[kinds == TEXTURE], minlength=n_overlaps)  # TEXTURE pairs not yet flushed
     waiting: dict[int, list] = {}  # overlap -> its non-SAME TEXTURE pairs, until all are flushed
+    moot = np.zeros(n_overlaps, bool)  # overlaps with a NOT_DUP pair (lazy only)
     after_probe: dict[int, list] = {}  # overlap -> pairs DupNet scores only if the probe reaches decide_at
 
     def run_net(drain=False):  # full batches, unless draining at the end
@@ -474,6 +535,9 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
 
     def ready(o):  # every TEXTURE pair of overlap o flushed: its most different pair goes first
         rows = sorted(waiting.pop(o, []), key=lambda r: scores["pixel_mad"][r[0]] if "pixel_mad" in scores else 0)
+        if moot[o]:  # a NOT_DUP pair decided it: DupNet is not needed
+            scores["dupnet"][[r for r, _, _ in rows]] = np.nan
+            return
         if len(rows) > 1:
             after_probe[o] = rows[1:]
         net.extend(rows[:1])
@@ -490,26 +554,30 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         tiles1, tiles2 = np.stack(sides[0]), np.stack(sides[1])
         same = certain_pairs(tiles1, tiles2, **e)
         kinds[k[same]] = SAME
+        differ = ~same & fine_structure_differs(tiles1, tiles2, **e)
+        kinds[k[differ]] = NOT_DUP
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
-            scores[name][k] = v
+            scores[name][k] = np.where(differ, np.float32(0), v)
+        if "dupnet" in methods:
+            scores["dupnet"][k[differ]] = 0
         if lazy:
             scores["dupnet"][k[same]] = np.nan
+            moot[overlap[k[differ]]] = True
             for j, row in enumerate(k):
                 o = overlap[row]
-                if not same[j]:
+                if not (same[j] or differ[j]):
                     waiting.setdefault(o, []).append((row, sides[0][j], sides[1][j]))
                 left[o] -= 1
                 if left[o] == 0:
                     ready(o)
         elif "dupnet" in methods:
-            net.extend(zip(k, sides[0], sides[1]))
+            net.extend((row, a, b) for row, a, b, d in zip(k, sides[0], sides[1], differ) if not d)
         if len(net) >= batch_size:
             run_net()
         if progress is not None:
             progress.update(len(k))
         batch.clear(), sides[0].clear(), sides[1].clear()
 
-    moot = np.zeros(n_overlaps, bool)  # overlaps with a NOT_DUP pair
     if lazy:
         moot[overlap[kinds == NOT_DUP]] = True
     for k in np.flatnonzero(decode):
@@ -533,6 +601,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
                                       table.dominant[r2[k], t2[k]], **e)
             moot[overlap[k]] |= lazy and kinds[k] == NOT_DUP
     flush()
+    for o in [o for o in waiting if moot[o]]:  # decided by a NOT_DUP before all their pairs were flushed
+        ready(o)
     run_net(drain=True)
     out = todo.assign(evidence=kinds, **scores)
     return out[out.evidence != NO_EVIDENCE].reset_index(drop=True)
