@@ -557,9 +557,7 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         differ = ~same & fine_structure_differs(tiles1, tiles2, **e)
         kinds[k[differ]] = NOT_DUP
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
-            scores[name][k] = np.where(differ, np.float32(0), v)
-        if "dupnet" in methods:
-            scores["dupnet"][k[differ]] = 0
+            scores[name][k] = np.where(differ, np.float32(0), v)  # DupNet's stay 0: never sent to it
         if lazy:
             scores["dupnet"][k[same]] = np.nan
             moot[overlap[k[differ]]] = True
