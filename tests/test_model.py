@@ -21,6 +21,20 @@ def test_forward_gives_one_logit_per_pair(cfg):
     assert out.shape == (3,) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("cfg", [{}, {"width": 8, "depth": 1, "stem": 8, "fine": 2}, {"normalize": "fixed", "width": 8}])
+def test_forward_on_the_two_tiles_apart_equals_the_stacked_input_bit_for_bit(cfg):
+    """predict gives DupNet the tiles apart (no 6-channel copy): the scores must not move by a bit."""
+    torch.manual_seed(0)
+    net = DupNet(**options("train.model", **cfg)).eval()
+    t1 = torch.randint(0, 256, (5, 256, 256, 3), dtype=torch.uint8)
+    t2 = t1.clone()
+    t2[2:] = torch.randint(0, 256, (3, 256, 256, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        stacked = net(stack_pair(t1, t2))
+        apart = net(t1.permute(0, 3, 1, 2), t2.permute(0, 3, 1, 2))
+    assert torch.equal(stacked, apart)
+
+
 def test_stack_pair_puts_tile1_in_channels_0_to_2():
     t1 = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
     t2 = torch.full((2, 4, 4, 3), 7, dtype=torch.uint8)

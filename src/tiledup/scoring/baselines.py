@@ -62,16 +62,19 @@ def hamming_sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pixel_scores(tiles1: np.ndarray, tiles2: np.ndarray) -> dict[str, np.ndarray]:
-    """pixel_eq and pixel_mad similarities of aligned tile pairs (N, H, W, 3) uint8."""
+    """pixel_eq and pixel_mad similarities of aligned tile pairs: (N, H, W, 3) uint8, or N such tiles."""
     n = len(tiles1)
     if n == 0:
         return {"pixel_eq": np.zeros(0, np.float32), "pixel_mad": np.zeros(0, np.float32)}
-    # cv2.absdiff on uint8 is ~10x faster than an int16 round trip in numpy
-    diff = cv2.absdiff(np.ascontiguousarray(tiles1).reshape(n * tiles1.shape[1], -1),
-                       np.ascontiguousarray(tiles2).reshape(n * tiles2.shape[1], -1)).reshape(n, -1)
-    size = diff.shape[1]
-    return {"pixel_eq": (1.0 - np.count_nonzero(diff, axis=1) / size).astype(np.float32),
-            "pixel_mad": (1.0 - diff.sum(axis=1, dtype=np.uint64) / (255.0 * size)).astype(np.float32)}
+    # OpenCV per pair on uint8: about 10x faster than numpy's count_nonzero and sum over the batch
+    size = tiles1[0].size
+    nonzero, total = np.empty(n), np.empty(n)
+    for k in range(n):
+        diff = cv2.absdiff(np.ascontiguousarray(tiles1[k]), np.ascontiguousarray(tiles2[k]))
+        nonzero[k] = cv2.countNonZero(diff.reshape(diff.shape[0], -1))
+        total[k] = cv2.norm(diff, cv2.NORM_L1)  # exact: an integer far below 2^53
+    return {"pixel_eq": (1.0 - nonzero / size).astype(np.float32),
+            "pixel_mad": (1.0 - total / (255.0 * size)).astype(np.float32)}
 
 
 def pair_scores(tiles1, tiles2, hashes1: dict, hashes2: dict) -> dict[str, np.ndarray]:

@@ -248,13 +248,28 @@ def unexplained_pixels(solid_tile: np.ndarray, colour, other: np.ndarray, *,
 CORNER_MARGIN = 8  # px left out at the tile's edges, where the border mirror makes corners of straight edges
 
 
-def residual_levels(tiles1: np.ndarray, tiles2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_samples(tile: np.ndarray) -> np.ndarray:
+    """A tile's pixels on every 4th row and column, channel by channel: (3, H/4 x W/4) uint8 (numpy
+    reduces along the last axis about 30x faster than across the first two)."""
+    return np.ascontiguousarray(tile[::4, ::4].reshape(-1, 3).T)
+
+
+def channel_offsets(sub: np.ndarray) -> np.ndarray:
+    """Each channel's median of the differences `sub` (N, 3, n) of tile pairs' channel_samples, rounded:
+    (N, 3), the offset separate radiometric processing leaves."""
+    return np.rint(np.median(sub, axis=2))
+
+
+def residual_levels(tiles1: np.ndarray, tiles2: np.ndarray,
+                    offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean, max) |tile1 - tile2| per pair (N,) once each channel's median difference (an offset from
-    separate radiometric processing) is taken out; tiles (N, H, W, 3) uint8."""
-    sub = tiles1[:, ::4, ::4].astype(np.int16) - tiles2[:, ::4, ::4].astype(np.int16)
-    offset = np.rint(np.median(sub.reshape(len(sub), -1, 3), axis=1))  # (N, 3)
-    mean, top = np.zeros(len(sub)), np.zeros(len(sub))
-    for k in range(len(sub)):  # OpenCV per pair, exact in int16: 3x faster than numpy on the whole batch
+    separate radiometric processing; on every 4th row and column unless given) is taken out; tiles
+    (N, H, W, 3) uint8."""
+    if offset is None:
+        offset = channel_offsets(np.subtract([channel_samples(t) for t in tiles1],
+                                             [channel_samples(t) for t in tiles2], dtype=np.int16))
+    mean, top = np.zeros(len(tiles1)), np.zeros(len(tiles1))
+    for k in range(len(tiles1)):  # OpenCV per pair, exact in int16: 3x faster than numpy on the whole batch
         d = cv2.subtract(cv2.subtract(tiles1[k], tiles2[k], dtype=cv2.CV_16S), (*offset[k].tolist(), 0.0))
         mean[k], top[k] = cv2.norm(d, cv2.NORM_L1) / d.size, cv2.norm(d, cv2.NORM_INF)
     return mean, top
@@ -278,22 +293,45 @@ def corner_pixels(tile: np.ndarray, corner_levels: float, corner_ratio: float) -
     return int(np.count_nonzero((small > corner_levels) & (small > corner_ratio * large)))
 
 
+def _per_tile(memo: list[dict] | None, k: int, name: str, compute):
+    """A value of pair k's tile, from its memo dict (score_pairs keeps one per tile: a tile is in many
+    pairs) or computed and stored there; computed each time without a memo."""
+    if memo is None:
+        return compute()
+    if name not in memo[k]:
+        memo[k][name] = compute()
+    return memo[k][name]
+
+
 def certain_pairs(tiles1: np.ndarray, tiles2: np.ndarray, *, same_mean_levels: float, same_max_levels: float,
-                  same_corner_levels: float, same_corner_ratio: float, same_corners: int, **_) -> np.ndarray:
-    """(N,) bool: textured tile pairs that are certain duplicates (evidence SAME, module docstring)."""
+                  same_corner_levels: float, same_corner_ratio: float, same_corners: int,
+                  memo1: list[dict] | None = None, memo2: list[dict] | None = None, **_) -> np.ndarray:
+    """(N,) bool: textured tile pairs that are certain duplicates (evidence SAME, module docstring).
+    tiles1/tiles2: (N, H, W, 3) uint8, or N such tiles; memo1/memo2: per pair, dicts of values of its
+    tiles (_per_tile)."""
     # The largest residual on every 4th row and column (where residual_levels takes its offset) is
     # a lower bound of the whole tile's: above same_max_levels there, the pair is not SAME, and most
-    # candidates stop here at 1/16 of the cost.
-    if not len(tiles1):
+    # candidates stop here at 1/16 of the cost. Half a channel's range there is a lower bound of
+    # that residual whatever the offset: pairs beyond it need no median.
+    n = len(tiles1)
+    if not n:
         return np.zeros(0, bool)
-    sub = tiles1[:, ::4, ::4].astype(np.int16) - tiles2[:, ::4, ::4].astype(np.int16)  # (N, h, w, 3)
-    sub -= np.rint(np.median(sub.reshape(len(sub), -1, 3), axis=1)).astype(np.int16)[:, None, None, :]
-    same = np.abs(sub).max(axis=(1, 2, 3), initial=0) <= same_max_levels
-    if same.any():
-        mean, top = residual_levels(tiles1[same], tiles2[same])
-        same[same] = (mean <= same_mean_levels) & (top <= same_max_levels)
+    sub = np.subtract(*(np.stack([_per_tile(memo, k, "samples", lambda: channel_samples(tiles[k])) for k in range(n)])
+                        for tiles, memo in ((tiles1, memo1), (tiles2, memo2))), dtype=np.int16)  # (N, 3, h x w)
+    same = np.zeros(n, bool)
+    near = np.flatnonzero((sub.max(axis=2) - sub.min(axis=2) <= 2 * same_max_levels).all(axis=1))
+    if len(near):
+        offset = channel_offsets(sub[near])
+        residual = sub[near] - offset.astype(np.int16)[:, :, None]
+        keep = np.abs(residual).max(axis=(1, 2), initial=0) <= same_max_levels
+        near, offset = near[keep], offset[keep]
+    if len(near):
+        mean, top = residual_levels([tiles1[k] for k in near], [tiles2[k] for k in near], offset)
+        same[near] = (mean <= same_mean_levels) & (top <= same_max_levels)
     for k in np.flatnonzero(same):  # structure only where the pixels agree: most candidates stop above
-        same[k] = corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio) >= same_corners
+        corners = _per_tile(memo1, k, "corners",
+                            lambda: corner_pixels(tiles1[k], same_corner_levels, same_corner_ratio))
+        same[k] = corners >= same_corners
     return same
 
 
@@ -307,24 +345,38 @@ def _cells(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, FINE_CELL, n, FINE_CELL).transpose(0, 2, 1, 3).reshape(n * n, -1)
 
 
+def _near_flat(tile: np.ndarray, fine_flat_levels: float):
+    """A tile's fine structure and where it is near-flat, both (64, 64); None when no cell is near-flat
+    on FINE_CELL_SHARE of it (no pair with this tile has a cell to compare)."""
+    small, high = fine_structure(cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32))
+    mean = cv2.blur(small, (5, 5))
+    flat = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0)) < fine_flat_levels
+    if not (_cells(flat).sum(axis=1) >= FINE_CELL_SHARE * FINE_CELL * FINE_CELL).any():
+        return None
+    return high, flat
+
+
 def fine_structure_differs(tiles1: np.ndarray, tiles2: np.ndarray, *, fine_flat_levels: float,
-                           fine_min_levels: float, fine_max_corr: float, **_) -> np.ndarray:
+                           fine_min_levels: float, fine_max_corr: float, memo1: list[dict] | None = None,
+                           memo2: list[dict] | None = None, **_) -> np.ndarray:
     """(N,) bool: textured tile pairs whose common near-flat part holds fine structure that does not
     agree, evidence of "not duplicate" (module docstring). Per 64 x 64-pixel cell where both tiles are
     near-flat (local std of the 4 x 4-pixel block means below fine_flat_levels, on FINE_CELL_SHARE of
     the cell) and both hold fine structure of at least fine_min_levels (rms): the absolute correlation
     of that structure between the tiles. The pair differs when the median over such cells is below
-    fine_max_corr."""
+    fine_max_corr. tiles and memos as certain_pairs'."""
     out = np.zeros(len(tiles1), bool)
+    if fine_max_corr <= 0:  # the test is off: no median is below 0
+        return out
     need = FINE_CELL_SHARE * FINE_CELL * FINE_CELL
     for k in range(len(tiles1)):
-        parts = []
-        for tile in (tiles1[k], tiles2[k]):
-            small, high = fine_structure(cv2.cvtColor(np.ascontiguousarray(tile), cv2.COLOR_RGB2GRAY).astype(np.float32))
-            mean = cv2.blur(small, (5, 5))
-            std = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0))
-            parts.append((high, std < fine_flat_levels))
-        (h1, flat1), (h2, flat2) = parts
+        part1 = _per_tile(memo1, k, "near_flat", lambda: _near_flat(tiles1[k], fine_flat_levels))
+        if part1 is None:
+            continue
+        part2 = _per_tile(memo2, k, "near_flat", lambda: _near_flat(tiles2[k], fine_flat_levels))
+        if part2 is None:
+            continue
+        (h1, flat1), (h2, flat2) = part1, part2
         m = _cells(flat1 & flat2).astype(np.float32)
         n = m.sum(axis=1)
         ok = n >= need
@@ -514,6 +566,14 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     left = np.bincount(overlap[kinds == TEXTURE], minlength=n_overlaps)  # TEXTURE pairs not yet flushed
     waiting: dict[int, list] = {}  # overlap -> its non-SAME TEXTURE pairs, until all are flushed
     moot = np.zeros(n_overlaps, bool)  # overlaps with a NOT_DUP pair (lazy only)
+    # Per-tile values of the evidence tests (certain_pairs, fine_structure_differs), kept from a
+    # tile's first TEXTURE pair to its last: a tile is in many pairs.
+    key1, key2 = r1 * N_TILES + t1, r2 * N_TILES + t2
+    texture = np.flatnonzero(kinds == TEXTURE)
+    last_use = np.full(len(table) * N_TILES, -1, np.int64)
+    np.maximum.at(last_use, key1[texture], texture)
+    np.maximum.at(last_use, key2[texture], texture)
+    tile_memo: dict[int, dict] = {}
     after_probe: dict[int, list] = {}  # overlap -> pairs DupNet scores only if the probe reaches decide_at
 
     def run_net(drain=False):  # full batches, unless draining at the end
@@ -551,11 +611,15 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         for name in slow_hashes:
             h1[name] = np.stack([hashes(r1[i], t1[i], x)[name] for i, x in zip(k, sides[0])])
             h2[name] = np.stack([hashes(r2[i], t2[i], x)[name] for i, x in zip(k, sides[1])])
-        tiles1, tiles2 = np.stack(sides[0]), np.stack(sides[1])
-        same = certain_pairs(tiles1, tiles2, **e)
+        tiles1, tiles2 = sides  # views into the decoded chips: every test below goes pair by pair
+        memo1 = [tile_memo.setdefault(key, {}) for key in key1[k].tolist()]
+        memo2 = [tile_memo.setdefault(key, {}) for key in key2[k].tolist()]
+        same = certain_pairs(tiles1, tiles2, memo1=memo1, memo2=memo2, **e)
         kinds[k[same]] = SAME
-        differ = ~same & fine_structure_differs(tiles1, tiles2, **e)
+        differ = ~same & fine_structure_differs(tiles1, tiles2, memo1=memo1, memo2=memo2, **e)
         kinds[k[differ]] = NOT_DUP
+        for key in np.r_[key1[k], key2[k]][last_use[np.r_[key1[k], key2[k]]] <= k[-1]].tolist():
+            tile_memo.pop(key, None)  # no later pair uses this tile
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
             scores[name][k] = np.where(differ, np.float32(0), v)  # DupNet's stay 0: never sent to it
         if lazy:
