@@ -1,6 +1,7 @@
 """verify throughput: candidate overlaps scored per second, this code against an earlier commit, in one run.
 
     .venv/bin/python benchmarks/bench_verify.py --results RESULTS [--before REF] [--after REF] [--repeat 2] [--threads 2]
+        [--workers 1]
     .venv/bin/python benchmarks/bench_verify.py --results RESULTS --profile 8000
 
 --profile N: where the time goes instead. verify() on the first N candidates, this
@@ -15,7 +16,8 @@ read, never written. verify runs in a fresh Python process per measurement (torc
 to --threads), on this checkout's src/ (or, with --after, `git archive REF src` of this
 repository) and, with --before, on `git archive REF src`, alternately --repeat times; the figures are candidates / wall time of the verify()
 call (imports and model loading included, Python start-up not), best of the repeats, and
-candidates / CPU time of that process (all its threads): on a machine other jobs share, wall
+candidates / CPU time of that process (all its threads) and of its --workers worker processes
+(verify's own, one torch thread each; code from before them runs in one process): on a machine other jobs share, wall
 time says little, while 2 x candidates per CPU second is what 2 quiet cores would give when
 the threads keep both busy (an upper bound on the wall-clock rate). The
 two overlaps.parquet are then compared: the decisions (is_dup, null = undecidable) must
@@ -38,11 +40,15 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 
 RUN = """
-import json, sys, time
+import inspect, json, resource, sys, time
 import torch
 torch.set_num_threads({threads})
-start, cpu = time.perf_counter(), time.process_time()
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+start, cpu, cpu_children = time.perf_counter(), time.process_time(), children_cpu()
 from tiledup.discovery.verify import verify
+workers = {{"workers": {workers}}} if "workers" in inspect.signature(verify).parameters else {{}}
 try:  # the configured options (config/config.yaml); commits before it stated them as defaults
     from tiledup.run.config import defaults
     options = {{**defaults()["verify"], "evidence": defaults()["evidence"]}}
@@ -52,11 +58,12 @@ if {profile}:
     import cProfile
     profiler = cProfile.Profile()
     profiler.enable()
-verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu"}})
+verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu"}}, **workers)
 if {profile}:
     profiler.disable()
     profiler.dump_stats({out!r} + ".prof")
-print(json.dumps({{"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}}))
+print(json.dumps({{"seconds": time.perf_counter() - start,
+                  "cpu": time.process_time() - cpu + children_cpu() - cpu_children}}))
 """
 
 
@@ -66,10 +73,10 @@ PARTS = {"DupNet": "run_net", "certain evidence": "certain_pairs", "solid-side p
 
 
 def run_verify(src: Path, results: Path, out: Path, threads: int, candidates: Path | None = None,
-               profile: bool = False) -> tuple[float, float]:
+               profile: bool = False, workers: int = 1) -> tuple[float, float]:
     """(wall, CPU) seconds of one verify() call on `results` with the package in `src` (profile: also
-    out.prof, cProfile's statistics)."""
-    code = RUN.format(threads=threads, profile=profile,
+    out.prof, cProfile's statistics; workers: verify's worker processes, where the code has them)."""
+    code = RUN.format(threads=threads, profile=profile, workers=workers,
                       candidates=str(candidates or results / "overlaps" / "candidates.parquet"),
                       images=str(results / "demo" / "images"), model=str(results / "model" / "dupnet.pt"),
                       tiles=[str(p) for p in sorted((results / "tiles").glob("*.parquet"))],
@@ -129,7 +136,9 @@ def main() -> None:
     ap.add_argument("--before", default="", help="git commit to measure against (e.g. main)")
     ap.add_argument("--after", default="", help="git commit to measure instead of this checkout")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the verify process")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="verify's worker processes (one torch thread each), for code that has them")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile verify on the first N candidates")
     a = ap.parse_args()
     if a.profile:
@@ -143,10 +152,10 @@ def main() -> None:
         best: dict[str, tuple[float, float]] = {}
         for k in range(a.repeat):
             for i, (name, src) in enumerate(codes.items()):
-                wall, cpu = run_verify(src, a.results, tmp / f"overlaps{i}.parquet", a.threads)
+                wall, cpu = run_verify(src, a.results, tmp / f"overlaps{i}.parquet", a.threads, workers=a.workers)
                 best[name] = min(best.get(name, (wall, cpu)), (wall, cpu))
                 print(f"  run {k + 1}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-        print(f"{n:,} candidate overlaps, {a.threads} torch threads, best of {a.repeat} (load average "
+        print(f"{n:,} candidate overlaps, {a.threads} torch threads, {a.workers} worker(s), best of {a.repeat} (load average "
               f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} CPUs):")
         for name, (wall, cpu) in best.items():
             print(f"  {name:>24}: {wall:7.1f} s wall = {n / wall:6.0f} overlaps/s; {cpu:7.1f} s CPU = "

@@ -31,7 +31,7 @@ def verified(tmp_path_factory, airbus_chips):
     tiles = [root / "tiles.parquet"]
     find_candidates(tiles, root / "candidates.parquet", **options("candidates"))
     verify(root / "candidates.parquet", airbus_chips[0].parent, PACKAGED, tiles, root / "overlaps.parquet",
-           root / "found.txt", evidence=options("evidence"), **options("verify", device="cpu"))
+           root / "found.txt", workers=1, evidence=options("evidence"), **options("verify", device="cpu"))
     return root, tiles, pq.read_table(root / "overlaps.parquet").to_pandas()
 
 

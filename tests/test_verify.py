@@ -20,6 +20,7 @@ from tiledup.report.mosaics import stitch
 from tiledup.dup_truth import read_truth
 from tiledup.discovery.verify import OVERLAP_SCHEMA, verify
 from tiledup.discovery.exports import write_exports
+from tiledup.run.errors import TiledupError
 
 from test_evaluate import evaluate, make_case
 
@@ -39,7 +40,7 @@ def run(tmp_path_factory):
     logger.setLevel(logging.INFO)
     try:
         verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
-               out["overlaps_path"], root / "found.txt", evidence=options("evidence"),
+               out["overlaps_path"], root / "found.txt", workers=1, evidence=options("evidence"),
                **options("verify", device="cpu", batch_size=16, chunk=3))
     finally:
         logger.removeHandler(handler)
@@ -114,11 +115,37 @@ def test_held_chips_bounds_the_chips_kept_between_steps(run, tmp_path, caplog):
     root, paths, out, _, _ = run
     with caplog.at_level(logging.INFO, logger="tiledup.discovery.verify"):
         verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
-               tmp_path / "overlaps.parquet", tmp_path / "found.txt", evidence=options("evidence"),
+               tmp_path / "overlaps.parquet", tmp_path / "found.txt", workers=1, evidence=options("evidence"),
                **options("verify", device="cpu", batch_size=16, chunk=3, held_chips=0))
     decodes, images = map(int, re.search(r"(\d+) chips decoded for (\d+) images", caplog.messages[-1]).groups())
     assert decodes > images
     assert pq.read_table(tmp_path / "overlaps.parquet").equals(pq.read_table(out["overlaps_path"]))
+
+
+def test_worker_processes_give_the_same_outputs(run, tmp_path, caplog, monkeypatch):
+    """verify's worker processes (the rule's threads) score jobs of chunks apart: the same table and
+    dup_truth file, bit for bit, as one process; no candidate lost or scored twice."""
+    import tiledup.discovery.verify as module
+
+    root, paths, out, _, _ = run
+    monkeypatch.setattr(module, "PARALLEL_CHUNKS", 2)  # this case has 5 chunks, a dataset hundreds
+    with caplog.at_level(logging.INFO, logger="tiledup.discovery.verify"):
+        verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
+               tmp_path / "overlaps.parquet", tmp_path / "found.txt", evidence=options("evidence"), workers=2,
+               **options("verify", device="cpu", batch_size=16, chunk=3))
+    assert re.search(r"by 2 process\(es\)", caplog.messages[-1])
+    assert pq.read_table(tmp_path / "overlaps.parquet").equals(pq.read_table(out["overlaps_path"]))
+    assert (tmp_path / "found.txt").read_text() == (root / "found.txt").read_text()
+
+
+def test_a_bad_model_is_named_before_any_worker_starts(run, tmp_path):
+    root, paths, out, _, _ = run
+    bad = tmp_path / "dupnet.pt"
+    bad.write_text("not a model")
+    with pytest.raises(TiledupError, match="dupnet.pt: not a readable DupNet model"):
+        verify(out["candidates_path"], paths["images_dir"], bad, paths["tiles_paths"], tmp_path / "overlaps.parquet",
+               tmp_path / "found.txt", evidence=options("evidence"), workers=2, **options("verify", device="cpu"))
+    assert not (tmp_path / "overlaps.parquet").exists()
 
 
 def test_discovery_figures_and_report_section(run):
@@ -264,7 +291,7 @@ def test_verify_with_no_candidates_writes_empty_outputs(run, tmp_path):
     pq.write_table(pq.read_table(out["candidates_path"]).schema.empty_table(), empty)
     assert pq.read_table(empty).num_rows == 0 and pq.read_table(empty).schema.equals(CANDIDATE_SCHEMA)
     verify(empty, paths["images_dir"], paths["model_path"], paths["tiles_paths"], tmp_path / "overlaps.parquet",
-           tmp_path / "found.txt", evidence=options("evidence"), **options("verify", device="cpu"))
+           tmp_path / "found.txt", workers=1, evidence=options("evidence"), **options("verify", device="cpu"))
     table = pq.read_table(tmp_path / "overlaps.parquet")
     assert table.num_rows == 0 and table.schema == OVERLAP_SCHEMA
     lines = (tmp_path / "found.txt").read_text().splitlines()

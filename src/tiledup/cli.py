@@ -183,7 +183,8 @@ def cmd_verify(a, opts):
     from tiledup.discovery.verify import verify
 
     _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
-          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_evidence(a.evidence))
+          tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_evidence(a.evidence),
+          workers=a.workers)
 
 
 def cmd_groups(a, opts):
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="overlaps table (Parquet) to write")
     s.add_argument("--truth", required=True, help="dup_truth file of the decisions to write")
     s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
+    s.add_argument("--workers", type=int, default=2, help="processes scoring on the CPU (one on a GPU)")
 
     s = command("groups", cmd_groups, "join duplicates into groups with mosaic positions; write a leak-free split",
                 "Join chips into groups on the lattice by the weight of the evidence (duplicate overlaps "

@@ -41,7 +41,7 @@ rule verify:
         "tiledup verify --candidates {input.candidates} --images {params.images:q}"
         " --model {input.model} --tiles {input.tiles} --out {output.overlaps}"
         " --truth {output.truth} --evidence {params.evidence:q}"
-        " --options {params.options:q} > {log} 2>&1"
+        " --workers {threads} --options {params.options:q} > {log} 2>&1"
 
 
 rule groups:

@@ -14,21 +14,18 @@ same whatever the other options are; ids come from their own stream.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
 from tiledup.run.errors import TiledupError
 from tiledup.grid import GRID
 from tiledup.run.io import write_parquet, write_text
-from tiledup.run.stops import watch_parent
+from tiledup.run.workers import process_pool
 from .chips import chip_ids, encode_chip, truth_lines
 from .scene import make_geography, render_pass
 
@@ -104,12 +101,6 @@ def _swap_in(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, dest)
-
-
-def _init_worker(command_pid: int) -> None:
-    """One OpenCV thread per worker (the parallelism is across scenes); exit when the command ends."""
-    cv2.setNumThreads(1)
-    watch_parent(command_pid)
 
 
 def _render_scene(job) -> None:
@@ -193,10 +184,8 @@ def generate(images_dir, truth_path, layout_path, *, seed: int, scenes: int, pas
     try:
         # Spawning a worker costs about a second (imports), so small demos render in this process.
         if workers > 1 and scenes > 1 and sum(len(p) for p in plan) * rows * cols >= 256:
-            # spawn, not fork: this process may hold OpenCV threads; each job writes its own files.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, scenes), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+            # one scene per job, each writing its own files
+            with process_pool(min(workers, scenes)) as pool:
                 list(pool.map(_render_scene, jobs))  # list(): re-raises a worker's exception
         else:
             for job in jobs:

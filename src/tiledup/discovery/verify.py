@@ -17,7 +17,10 @@ Candidates are scored in chunks of about `chunk` overlaps, in an order that
 keeps each chip's overlaps close together (reverse Cuthill-McKee on the graph of
 candidate overlaps): a chip is kept from its first chunk to its last, for at
 most `held_chips` chips (those done soonest; the others are decoded again), so
-memory is bounded whatever the dataset's size; progress is logged.
+memory is bounded whatever the dataset's size; progress is logged. On the CPU,
+jobs of consecutive chunks go to `workers` processes (tiledup.run.workers) once
+there are PARALLEL_CHUNKS chunks; a chunk is scored alike in any job, so the
+outputs do not depend on the number of workers.
 
 Outputs:
 - overlaps.parquet (OVERLAP_SCHEMA), one row per candidate, sorted by img1, img2, tag;
@@ -38,6 +41,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.run.io import read_parquets, read_table, write_parquet, write_text
 from tiledup.scoring.overlaps import TILE_COLUMNS, ChipCache, score_overlaps, tile_lookup
 from tiledup.run.progress import Progress
+from tiledup.run.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +90,19 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
            batch_size: int, device: str, dupnet_threshold: float, chunk: int, held_chips: int,
-           evidence: dict) -> pd.DataFrame:
+           evidence: dict, workers: int) -> pd.DataFrame:
     """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt.
 
-    Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation).
+    Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation);
+    `workers`: processes scoring on the CPU (the rule's threads; one process on a GPU).
     """
-    from tiledup.model.dupnet import load_dupnet
+    from tiledup.model.dupnet import load_dupnet, resolve_device
 
     if not (isinstance(dupnet_threshold, (int, float)) and 0 <= dupnet_threshold <= 1):
         raise TiledupError(f"verify.dupnet_threshold must be a number in [0, 1], got {dupnet_threshold!r}")
-    if batch_size < 1 or chunk < 1 or held_chips < 0:
-        raise TiledupError(f"verify: batch_size and chunk must be >= 1 and held_chips >= 0, got {batch_size}, "
-                           f"{chunk}, {held_chips}")
+    if batch_size < 1 or chunk < 1 or held_chips < 0 or workers < 1:
+        raise TiledupError(f"verify: batch_size, chunk and workers must be >= 1 and held_chips >= 0, got "
+                           f"{batch_size}, {chunk}, {workers}, {held_chips}")
     start = time.perf_counter()
     cands = read_table(candidates_path, CANDIDATE_COLUMNS, "candidates table").to_pandas()
     images = set(cands.img1) | set(cands.img2)
@@ -107,36 +112,37 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     if missing:
         raise TiledupError(f"{candidates_path}: {len(missing)} image(s) not in the tile tables, e.g. "
                            f"{', '.join(missing[:5])} (re-run the workflow)")
-    model = load_dupnet(model_path, device)
-    cache = ChipCache(images_dir)
+    load_dupnet(model_path, "cpu")  # a bad model file is named here, not as a broken worker
     n = len(cands)
-    chunk_of, codes = chunks(cands, chunk)
-    last_chunk = np.zeros(codes.max() + 1 if n else 0, np.int64)  # last chunk that uses each chip
-    np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
-    names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
-    name_of = dict(zip(codes, names))
-    parts, held = [], set()
+    chunk_of, _ = chunks(cands, chunk)
     n_chunks = int(chunk_of.max()) + 1 if n else 0
-    order = np.argsort(chunk_of, kind="stable")  # each chunk's rows, in table order, without a scan per chunk
-    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+    if resolve_device(device).type != "cpu" or n_chunks < PARALLEL_CHUNKS:
+        workers = 1  # one process fills the GPU; a few chunks are done before workers start
+    # Jobs of consecutive chunks: a worker process per core on the CPU, each job's scores its own (a
+    # chunk is scored alike in any job), so the outputs do not depend on `workers`. Enough jobs that
+    # the progress moves; each job decodes again the chips it shares with the one before.
+    n_jobs = 1 if workers == 1 else min(n_chunks, max(2 * workers, -(-n // (JOB_CHUNKS * chunk))))
+    job_of = chunk_of * n_jobs // max(n_chunks, 1)
+    order = np.argsort(job_of, kind="stable")  # each job's rows in table order
+    bounds = np.searchsorted(job_of[order], np.arange(n_jobs + 1))
+    jobs = [(cands.iloc[rows].reset_index(drop=True), chunk_of[rows])
+            for rows in (order[bounds[j]:bounds[j + 1]] for j in range(n_jobs))]
+    scorer = (table, images_dir, model_path, device, batch_size, evidence, dupnet_threshold,
+              held_chips // min(workers, max(n_jobs, 1)))
+    parts, decodes = [], 0
     with Progress("verify", n, "overlaps", log=log) as progress:
-        for k in range(n_chunks):
-            rows = order[bounds[k]:bounds[k + 1]]
-            part = cands.iloc[rows].reset_index(drop=True)
-            used = set(codes[rows]) | set(codes[n + rows])
-            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them,
-            if len(held) + len(hold) > held_chips:  # up to held_chips, those done soonest first; the others
-                room = max(held_chips - len(held), 0)  # are decoded again when a later chunk needs them
-                hold = set(sorted(hold, key=lambda c: (last_chunk[c], c))[:room])
-            cache.expect(name_of[c] for c in hold)
-            held |= hold
-            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], table, cache, model, batch_size, evidence,
-                                       methods=METHODS, decide_at=dupnet_threshold)
-            parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
-            finished = {c for c in held if last_chunk[c] == k}
-            cache.release(name_of[c] for c in finished)
-            held -= finished
-            progress.update(len(part))
+        if workers > 1 and n_jobs > 1:
+            with process_pool(min(workers, n_jobs), _start_scorer, scorer) as pool:
+                for part, d in pool.map(_score_job, jobs):  # in job order; re-raises a worker's error
+                    parts.append(part)
+                    decodes += d
+                    progress.update(len(part))
+        else:
+            one = ChunkScorer(*scorer)
+            for job in jobs:
+                part, d = one.score(*job, progress=progress)
+                parts.append(part)
+                decodes += d
     scored = pd.concat(parts, ignore_index=True) if parts else _empty(cands)
     scored = scored.sort_values(["img1", "img2", "tag"], ignore_index=True)
     out = overlaps_table(scored, dupnet_threshold)
@@ -145,9 +151,77 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     decided = scored.decidable.to_numpy(bool)
     dups = int((decided & (scored.decision.to_numpy() >= dupnet_threshold)).sum())
     log.info("%d candidate overlaps: %d duplicates (%d of them certain), %d not, %d undecidable; %d chips "
-             "decoded for %d images in %.1f s", len(out), dups, int(scored.certain.sum()), int(decided.sum()) - dups,
-             int((~decided).sum()), cache.decodes, len(images), time.perf_counter() - start)
+             "decoded for %d images by %d process(es) in %.1f s", len(out), dups, int(scored.certain.sum()),
+             int(decided.sum()) - dups, int((~decided).sum()), decodes, len(images), min(workers, max(n_jobs, 1)),
+             time.perf_counter() - start)
     return scored
+
+
+JOB_CHUNKS = 50  # chunks per job at most, when there are workers: a job's result is held until it ends
+# Starting a worker costs about 2 s (imports, the tile table): 2 workers were slower than one process
+# on the 3,451 candidates (7 chunks) of the seed-1 development demo (8.7 s against 6.6 s), 1.28x
+# faster on the 81,099 (163 chunks) of the 2,000-chip one (docs/benchmarks.md#verify-throughput).
+PARALLEL_CHUNKS = 20
+
+
+class ChunkScorer:
+    """Scores chunks of candidates: one per process, holding DupNet, the tile table and the chip cache's
+    options (verify's arguments)."""
+
+    def __init__(self, table, images_dir, model_path, device, batch_size, evidence, threshold, held_chips):
+        from tiledup.model.dupnet import load_dupnet
+
+        self.table, self.images_dir, self.batch_size = table, images_dir, batch_size
+        self.evidence, self.threshold, self.held_chips = evidence, threshold, held_chips
+        self.model = load_dupnet(model_path, device)
+
+    def score(self, cands: pd.DataFrame, chunk_of: np.ndarray, progress=None) -> tuple[pd.DataFrame, int]:
+        """The scored candidates of consecutive chunks (chunk_of: each row's chunk), and the chips decoded.
+
+        A chip is kept from the first chunk that uses it to its last, for at most held_chips chips
+        (those done soonest; the others are decoded again when a later chunk needs them)."""
+        cache = ChipCache(self.images_dir)
+        n = len(cands)
+        codes, _ = pd.factorize(pd.concat([cands.img1, cands.img2], ignore_index=True))
+        last_chunk = np.zeros(codes.max() + 1 if n else 0, np.int64)  # last chunk that uses each chip
+        np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
+        names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
+        name_of = dict(zip(codes, names))
+        parts, held = [], set()
+        order = np.argsort(chunk_of, kind="stable")  # each chunk's rows, in table order, without a scan per chunk
+        steps = np.unique(chunk_of)
+        bounds = np.searchsorted(chunk_of[order], np.r_[steps, steps[-1] + 1 if len(steps) else 0])
+        for i, k in enumerate(steps):
+            rows = order[bounds[i]:bounds[i + 1]]
+            part = cands.iloc[rows].reset_index(drop=True)
+            used = set(codes[rows]) | set(codes[n + rows])
+            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them,
+            if len(held) + len(hold) > self.held_chips:  # up to held_chips, those done soonest first; the
+                room = max(self.held_chips - len(held), 0)  # others are decoded again when needed
+                hold = set(sorted(hold, key=lambda c: (last_chunk[c], c))[:room])
+            cache.expect(name_of[c] for c in hold)
+            held |= hold
+            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], self.table, cache, self.model,
+                                       self.batch_size, self.evidence, methods=METHODS, decide_at=self.threshold)
+            parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
+            finished = {c for c in held if last_chunk[c] == k}
+            cache.release(name_of[c] for c in finished)
+            held -= finished
+            if progress is not None:
+                progress.update(len(part))
+        return (pd.concat(parts, ignore_index=True) if parts else _empty(cands)), cache.decodes
+
+
+_SCORER: ChunkScorer | None = None  # a worker process's own
+
+
+def _start_scorer(*args) -> None:
+    global _SCORER
+    _SCORER = ChunkScorer(*args)
+
+
+def _score_job(job) -> tuple[pd.DataFrame, int]:
+    return _SCORER.score(*job)
 
 
 def _empty(cands: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,6 @@ import os
 import random
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -31,7 +30,7 @@ from tiledup.run.errors import TiledupError
 from tiledup.grid import tile_slice
 from tiledup.tiles.decode import read_chip
 from tiledup.run.io import read_table
-from tiledup.run.stops import watch_parent
+from tiledup.run.workers import one_core
 
 COLUMNS = ["image_id", "tile1", "tile2", "is_dup"]
 TRAIN_STREAM, VAL_STREAM = 1, 2
@@ -118,9 +117,7 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
 def _init_worker(command_pid: int, worker_id: int) -> None:
     """One core per worker, global RNGs seeded from the loader's per-worker seed, and an exit
     as soon as the command that made the loader has ended (tiledup.run.stops)."""
-    watch_parent(command_pid)
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    one_core(command_pid)
     s = torch.initial_seed() % 2 ** 32  # = loader base seed + worker_id: distinct per worker
     np.random.seed(s)
     random.seed(s)
