@@ -567,7 +567,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
     waiting: dict[int, list] = {}  # overlap -> its non-SAME TEXTURE pairs, until all are flushed
     moot = np.zeros(n_overlaps, bool)  # overlaps with a NOT_DUP pair (lazy only)
     # Per-tile values of the evidence tests (certain_pairs, fine_structure_differs), kept from a
-    # tile's first TEXTURE pair to its last: a tile is in many pairs.
+    # tile's first TEXTURE pair to its last: a tile is in many pairs. (When that last pair is skipped,
+    # its overlap decided by a NOT_DUP pair, the entry stays until this call ends.)
     key1, key2 = r1 * N_TILES + t1, r2 * N_TILES + t2
     texture = np.flatnonzero(kinds == TEXTURE)
     last_use = np.full(len(table) * N_TILES, -1, np.int64)
