@@ -116,7 +116,7 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
 
 def _init_worker(command_pid: int, worker_id: int) -> None:
     """One core per worker, global RNGs seeded from the loader's per-worker seed, and an exit
-    as soon as the command that made the loader has ended (tiledup.run.stops)."""
+    as soon as the command that made the loader has ended (tiledup.run.workers)."""
     one_core(command_pid)
     s = torch.initial_seed() % 2 ** 32  # = loader base seed + worker_id: distinct per worker
     np.random.seed(s)

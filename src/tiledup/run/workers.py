@@ -22,6 +22,10 @@ from tiledup.run.stops import watch_parent
 def one_core(command_pid: int) -> None:
     """In a worker: exit when the command ends; one OpenCV thread, one PyTorch thread if it is loaded."""
     watch_parent(command_pid)
+    _one_thread()
+
+
+def _one_thread() -> None:
     cv2.setNumThreads(1)
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -32,7 +36,7 @@ def _start(command_pid: int, initializer, initargs) -> None:
     watch_parent(command_pid)  # first: a slow initializer must not outlive a killed command
     if initializer is not None:
         initializer(*initargs)
-    one_core(command_pid)  # after the initializer, which may load PyTorch
+    _one_thread()  # after the initializer, which may load PyTorch
 
 
 def process_pool(workers: int, initializer=None, initargs=()) -> ProcessPoolExecutor:
