@@ -15,9 +15,9 @@ score is the first DupNet score below the threshold, not always its minimum.
 
 Candidates are scored in chunks of about `chunk` overlaps, in an order that
 keeps each chip's overlaps close together (reverse Cuthill-McKee on the graph of
-candidate overlaps): a chip is kept from its first chunk to its last, for at
-most `held_chips` chips (those done soonest; the others are decoded again), so
-memory is bounded whatever the dataset's size; progress is logged. On the CPU,
+candidate overlaps); between chunks at most `held_chips` chips stay decoded,
+those needed again soonest (the others are decoded again), so memory is bounded
+whatever the dataset's size; progress is logged. On the CPU,
 jobs of consecutive chunks go to `workers` processes (tiledup.run.workers) once
 there are PARALLEL_CHUNKS chunks; a chunk is scored alike in any job, so the
 outputs do not depend on the number of workers.
@@ -178,15 +178,21 @@ class ChunkScorer:
     def score(self, cands: pd.DataFrame, chunk_of: np.ndarray, progress=None) -> tuple[pd.DataFrame, int]:
         """The scored candidates of consecutive chunks (chunk_of: each row's chunk), and the chips decoded.
 
-        A chip is kept from the first chunk that uses it to its last, for at most held_chips chips
-        (those done soonest; the others are decoded again when a later chunk needs them)."""
+        After each chunk the chips kept decoded for later ones are, of those held or just used, the
+        held_chips whose next use comes soonest (Belady's rule: the fewest decodes a cache of that
+        size allows); the others are decoded again when a later chunk needs them."""
         cache = ChipCache(self.images_dir)
         n = len(cands)
         codes, _ = pd.factorize(pd.concat([cands.img1, cands.img2], ignore_index=True))
-        last_chunk = np.zeros(codes.max() + 1 if n else 0, np.int64)  # last chunk that uses each chip
-        np.maximum.at(last_chunk, codes, np.r_[chunk_of, chunk_of])
         names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
         name_of = dict(zip(codes, names))
+        span = int(chunk_of.max()) + 1 if n else 1
+        uses = np.unique(codes * span + np.r_[chunk_of, chunk_of])  # (chip, chunk) pairs, sorted
+
+        def next_use(chips: np.ndarray, k: int) -> np.ndarray:  # the next chunk after k using each chip; -1: none
+            found = uses[np.minimum(np.searchsorted(uses, chips * span + k, side="right"), len(uses) - 1)]
+            return np.where(found // span == chips, found % span, -1)
+
         parts, held = [], set()
         order = np.argsort(chunk_of, kind="stable")  # each chunk's rows, in table order, without a scan per chunk
         steps = np.unique(chunk_of)
@@ -194,19 +200,16 @@ class ChunkScorer:
         for i, k in enumerate(steps):
             rows = order[bounds[i]:bounds[i + 1]]
             part = cands.iloc[rows].reset_index(drop=True)
-            used = set(codes[rows]) | set(codes[n + rows])
-            hold = {c for c in used if last_chunk[c] > k} - held  # chips later chunks need: keep them,
-            if len(held) + len(hold) > self.held_chips:  # up to held_chips, those done soonest first; the
-                room = max(self.held_chips - len(held), 0)  # others are decoded again when needed
-                hold = set(sorted(hold, key=lambda c: (last_chunk[c], c))[:room])
-            cache.expect(name_of[c] for c in hold)
-            held |= hold
+            chips = np.fromiter(held | set(codes[rows]) | set(codes[n + rows]), np.int64)
+            soon = next_use(chips, k)
+            later = soon >= 0
+            keep = set(chips[later][np.lexsort((chips[later], soon[later]))][:self.held_chips].tolist())
+            cache.expect(name_of[c] for c in keep - held)  # kept past this chunk: announced before it
             scored, _ = score_overlaps(part[["img1", "img2", "tag"]], self.table, cache, self.model,
                                        self.batch_size, self.evidence, methods=METHODS, decide_at=self.threshold)
             parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
-            finished = {c for c in held if last_chunk[c] == k}
-            cache.release(name_of[c] for c in finished)
-            held -= finished
+            cache.release(name_of[c] for c in held - keep)
+            held = keep
             if progress is not None:
                 progress.update(len(part))
         return (pd.concat(parts, ignore_index=True) if parts else _empty(cands)), cache.decodes
