@@ -127,12 +127,13 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     bounds = np.searchsorted(job_of[order], np.arange(n_jobs + 1))
     jobs = [(cands.iloc[rows].reset_index(drop=True), chunk_of[rows])
             for rows in (order[bounds[j]:bounds[j + 1]] for j in range(n_jobs))]
+    processes = min(workers, max(n_jobs, 1))
     scorer = (table, images_dir, model_path, device, batch_size, evidence, dupnet_threshold,
-              held_chips // min(workers, max(n_jobs, 1)))
+              held_chips // processes)
     parts, decodes = [], 0
     with Progress("verify", n, "overlaps", log=log) as progress:
-        if workers > 1 and n_jobs > 1:
-            with process_pool(min(workers, n_jobs), _start_scorer, scorer) as pool:
+        if processes > 1:
+            with process_pool(processes, _start_scorer, scorer) as pool:
                 for part, d in pool.map(_score_job, jobs):  # in job order; re-raises a worker's error
                     parts.append(part)
                     decodes += d
@@ -152,7 +153,7 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     dups = int((decided & (scored.decision.to_numpy() >= dupnet_threshold)).sum())
     log.info("%d candidate overlaps: %d duplicates (%d of them certain), %d not, %d undecidable; %d chips "
              "decoded for %d images by %d process(es) in %.1f s", len(out), dups, int(scored.certain.sum()),
-             int(decided.sum()) - dups, int((~decided).sum()), decodes, len(images), min(workers, max(n_jobs, 1)),
+             int(decided.sum()) - dups, int((~decided).sum()), decodes, len(images), processes,
              time.perf_counter() - start)
     return scored
 
