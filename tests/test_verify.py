@@ -138,6 +138,14 @@ def test_worker_processes_give_the_same_outputs(run, tmp_path, caplog, monkeypat
     assert (tmp_path / "found.txt").read_text() == (root / "found.txt").read_text()
 
 
+def test_a_bad_number_of_workers_is_named(run, tmp_path):
+    _, paths, out, _, _ = run
+    with pytest.raises(TiledupError, match="verify: batch_size, chunk and workers must be >= 1.* 0, 1000"):
+        verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
+               tmp_path / "overlaps.parquet", tmp_path / "found.txt", evidence=options("evidence"), workers=0,
+               **options("verify", device="cpu"))
+
+
 def test_a_bad_model_is_named_before_any_worker_starts(run, tmp_path):
     root, paths, out, _, _ = run
     bad = tmp_path / "dupnet.pt"

@@ -67,7 +67,7 @@ OVERLAP_SCHEMA = pa.schema([
 CANDIDATE_COLUMNS = ["img1", "img2", "tag", "how", "votes"]
 
 
-def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
+def chunks(overlaps: pd.DataFrame, size: int) -> np.ndarray:
     """Chunk number of each overlap (about `size` per chunk), chips ordered so that each is used in few
     consecutive chunks: reverse Cuthill-McKee keeps the chips of overlapping candidates close."""
     from scipy.sparse import coo_matrix
@@ -76,7 +76,7 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(overlaps)
     codes, uniques = pd.factorize(pd.concat([overlaps.img1, overlaps.img2], ignore_index=True))
     if n == 0:  # reverse Cuthill-McKee fails on an empty graph
-        return np.zeros(0, np.int64), codes
+        return np.zeros(0, np.int64)
     a, b = codes[:n], codes[n:]
     graph = coo_matrix((np.ones(2 * n, np.int8), (np.r_[a, b], np.r_[b, a])),
                        shape=(len(uniques), len(uniques))).tocsr()
@@ -85,7 +85,7 @@ def chunks(overlaps: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((np.minimum(rank[a], rank[b]), np.maximum(rank[a], rank[b])))
     chunk = np.empty(n, np.int64)
     chunk[order] = np.arange(n) // size
-    return chunk, codes
+    return chunk
 
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
@@ -112,9 +112,9 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     if missing:
         raise TiledupError(f"{candidates_path}: {len(missing)} image(s) not in the tile tables, e.g. "
                            f"{', '.join(missing[:5])} (re-run the workflow)")
-    load_dupnet(model_path, "cpu")  # a bad model file is named here, not as a broken worker
+    model = load_dupnet(model_path, device)  # a bad model file is named here, not as a broken worker
     n = len(cands)
-    chunk_of, _ = chunks(cands, chunk)
+    chunk_of = chunks(cands, chunk)
     n_chunks = int(chunk_of.max()) + 1 if n else 0
     if resolve_device(device).type != "cpu" or n_chunks < PARALLEL_CHUNKS:
         workers = 1  # one process fills the GPU; a few chunks are done before workers start
@@ -128,18 +128,17 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     jobs = [(cands.iloc[rows].reset_index(drop=True), chunk_of[rows])
             for rows in (order[bounds[j]:bounds[j + 1]] for j in range(n_jobs))]
     processes = min(workers, max(n_jobs, 1))
-    scorer = (table, images_dir, model_path, device, batch_size, evidence, dupnet_threshold,
-              held_chips // processes)
+    scorer = (table, images_dir, batch_size, evidence, dupnet_threshold, held_chips // processes)
     parts, decodes = [], 0
     with Progress("verify", n, "overlaps", log=log) as progress:
         if processes > 1:
-            with process_pool(processes, _start_scorer, scorer) as pool:
+            with process_pool(processes, _start_scorer, (model_path, *scorer)) as pool:
                 for part, d in pool.map(_score_job, jobs):  # in job order; re-raises a worker's error
                     parts.append(part)
                     decodes += d
                     progress.update(len(part))
         else:
-            one = ChunkScorer(*scorer)
+            one = ChunkScorer(model, *scorer)
             for job in jobs:
                 part, d = one.score(*job, progress=progress)
                 parts.append(part)
@@ -169,12 +168,9 @@ class ChunkScorer:
     """Scores chunks of candidates: one per process, holding DupNet, the tile table and the chip cache's
     options (verify's arguments)."""
 
-    def __init__(self, table, images_dir, model_path, device, batch_size, evidence, threshold, held_chips):
-        from tiledup.model.dupnet import load_dupnet
-
-        self.table, self.images_dir, self.batch_size = table, images_dir, batch_size
+    def __init__(self, model, table, images_dir, batch_size, evidence, threshold, held_chips):
+        self.model, self.table, self.images_dir, self.batch_size = model, table, images_dir, batch_size
         self.evidence, self.threshold, self.held_chips = evidence, threshold, held_chips
-        self.model = load_dupnet(model_path, device)
 
     def score(self, cands: pd.DataFrame, chunk_of: np.ndarray, progress=None) -> tuple[pd.DataFrame, int]:
         """The scored candidates of consecutive chunks (chunk_of: each row's chunk), and the chips decoded.
@@ -219,9 +215,11 @@ class ChunkScorer:
 _SCORER: ChunkScorer | None = None  # a worker process's own
 
 
-def _start_scorer(*args) -> None:
+def _start_scorer(model_path, *args) -> None:
+    from tiledup.model.dupnet import load_dupnet
+
     global _SCORER
-    _SCORER = ChunkScorer(*args)
+    _SCORER = ChunkScorer(load_dupnet(model_path, "cpu"), *args)  # workers run on the CPU only
 
 
 def _score_job(job) -> tuple[pd.DataFrame, int]:

@@ -619,7 +619,8 @@ def score_pairs(pairs: pd.DataFrame, table: TileTable, cache: ChipCache, model, 
         kinds[k[same]] = SAME
         differ = ~same & fine_structure_differs(tiles1, tiles2, memo1=memo1, memo2=memo2, **e)
         kinds[k[differ]] = NOT_DUP
-        for key in np.r_[key1[k], key2[k]][last_use[np.r_[key1[k], key2[k]]] <= k[-1]].tolist():
+        keys = np.r_[key1[k], key2[k]]
+        for key in keys[last_use[keys] <= k[-1]].tolist():
             tile_memo.pop(key, None)  # no later pair uses this tile
         for name, v in score_batch(None, tiles1, tiles2, h1, h2, cheap, batch_size).items():
             scores[name][k] = np.where(differ, np.float32(0), v)  # DupNet's stay 0: never sent to it
