@@ -8,6 +8,7 @@ descendants inherit (tests/procs.py), so orphans re-parented to PID 1 count too.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -152,17 +153,37 @@ def test_signal_during_an_atomic_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _start_demo(env: dict, folder) -> subprocess.Popen:
+    """`tiledup demo` into folder, its scenes rendered by 2 worker processes."""
+    args = [sys.executable, "-m", "tiledup.cli", "demo", "--images", str(folder / "images"),
+            "--truth", str(folder / "dup_truth.txt"), "--layout", str(folder / "layout.parquet"),
+            "--workers", "2"]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def test_stopped_demo_ends_its_renderers_and_leaves_no_images_folder(tag_env, tmp_path):
     """The demo renders scenes in a process pool: a stop ends the pool and drops the half folder."""
     tag, env = tag_env
-    args = [sys.executable, "-m", "tiledup.cli", "demo", "--images", str(tmp_path / "images"),
-            "--truth", str(tmp_path / "dup_truth.txt"), "--layout", str(tmp_path / "layout.parquet"),
-            "--workers", "2"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = _start_demo(env, tmp_path)
     renderers = wait_until(lambda: len(tagged(tag)) >= 3 or proc.poll() is not None, 60)
     assert renderers is not None and proc.poll() is None, "the demo never started its renderers"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 128 + signal.SIGTERM
     assert "tiledup demo stopped by SIGTERM; ended its" in proc.stderr.read()
+    assert wait_until(lambda: not tagged(tag), GONE_WITHIN) is not None, tagged(tag)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_demo_renderer_is_named_and_leaves_no_images_folder(tag_env, tmp_path):
+    """A worker taken by the OOM killer or a kill -9: the command says so in one line, not a traceback."""
+    tag, env = tag_env
+    proc = _start_demo(env, tmp_path)
+    spawned = lambda: [pid for pid, _, cmd in tagged(tag) if "spawn_main" in cmd]  # noqa: E731
+    assert wait_until(lambda: spawned() or proc.poll() is not None, 60) is not None
+    assert proc.poll() is None, "the demo ended before its renderers started"
+    os.kill(spawned()[0], signal.SIGKILL)
+    assert proc.wait(timeout=60) == 1
+    err = proc.stderr.read()
+    assert "tiledup demo: a worker process ended abruptly" in err and "Traceback" not in err, err
     assert wait_until(lambda: not tagged(tag), GONE_WITHIN) is not None, tagged(tag)
     assert list(tmp_path.iterdir()) == []

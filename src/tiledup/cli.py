@@ -19,6 +19,7 @@ import logging
 import os
 import resource
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from importlib import metadata
 
 from tiledup.run import stops
@@ -496,6 +497,10 @@ def main(argv=None) -> int:
         log.error("tiledup %s %s%s", args.command, e,
                   f"; ended its {len(e.ended)} worker process(es)" if e.ended else "")
         return 128 + e.signum
+    except BrokenProcessPool:  # the kernel's OOM killer, or a person's kill -9, took a worker
+        log.error("tiledup %s: a worker process ended abruptly (killed, or out of memory); the command's "
+                  "outputs were not written", args.command)
+        return 1
     return code or 0
 
 
