@@ -18,7 +18,7 @@ from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.dupnet import load_dupnet, predict
 from tiledup.report.mosaics import stitch
 from tiledup.dup_truth import read_truth
-from tiledup.discovery.verify import OVERLAP_SCHEMA, verify
+from tiledup.discovery.verify import OVERLAP_SCHEMA, verify, write_truth
 from tiledup.discovery.exports import write_exports
 from tiledup.run.errors import TiledupError
 
@@ -107,6 +107,14 @@ def test_overlaps_table_and_reviewable_truth(run):
     # each chip decoded at most once although the candidates were scored 3 at a time
     decodes, images = map(int, re.search(r"(\d+) chips decoded for (\d+) images", messages[-1]).groups())
     assert 0 < decodes <= images
+
+
+def test_dup_truth_written_a_batch_at_a_time_is_the_same_file(run, tmp_path):
+    root, _, out, _, _ = run
+    overlaps = pq.read_table(out["overlaps_path"])
+    assert overlaps.num_rows > 2 * 3
+    write_truth(overlaps, 0.5, tmp_path / "found.txt", batch=3)
+    assert (tmp_path / "found.txt").read_text() == (root / "found.txt").read_text()
 
 
 def test_held_chips_bounds_the_chips_kept_between_steps(run, tmp_path, caplog):

@@ -20,7 +20,10 @@ those needed again soonest (the others are decoded again), so memory is bounded
 whatever the dataset's size; progress is logged. On the CPU,
 jobs of consecutive chunks go to `workers` processes (tiledup.run.workers) once
 there are PARALLEL_CHUNKS chunks; a chunk is scored alike in any job, so the
-outputs do not depend on the number of workers.
+outputs do not depend on the number of workers. The candidates stay an Arrow
+table in the command (their chips and tags as integer codes for the jobs), and
+jobs return only their scores: the command holds about 60 bytes per candidate,
+not a Python object per name (5 million candidates at Airbus scale).
 
 Outputs:
 - overlaps.parquet (OVERLAP_SCHEMA), one row per candidate, sorted by img1, img2, tag;
@@ -36,9 +39,10 @@ import time
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tiledup.run.errors import TiledupError
-from tiledup.run.io import read_parquets, read_table, write_parquet, write_text
+from tiledup.run.io import atomic_path, read_parquets, read_table, write_parquet
 from tiledup.scoring.overlaps import TILE_COLUMNS, ChipCache, score_overlaps, tile_lookup
 from tiledup.run.progress import Progress
 from tiledup.run.workers import process_pool
@@ -67,14 +71,15 @@ OVERLAP_SCHEMA = pa.schema([
 CANDIDATE_COLUMNS = ["img1", "img2", "tag", "how", "votes"]
 
 
-def chunks(overlaps: pd.DataFrame, size: int) -> np.ndarray:
-    """Chunk number of each overlap (about `size` per chunk), chips ordered so that each is used in few
-    consecutive chunks: reverse Cuthill-McKee keeps the chips of overlapping candidates close."""
+def chunks(img1: np.ndarray, img2: np.ndarray, size: int) -> np.ndarray:
+    """Chunk number of each overlap (its chips' codes img1, img2; about `size` per chunk), chips ordered
+    so that each is used in few consecutive chunks: reverse Cuthill-McKee keeps the chips of
+    overlapping candidates close."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-    n = len(overlaps)
-    codes, uniques = pd.factorize(pd.concat([overlaps.img1, overlaps.img2], ignore_index=True))
+    n = len(img1)
+    codes, uniques = pd.factorize(np.r_[img1, img2])  # chips numbered as they first appear
     if n == 0:  # reverse Cuthill-McKee fails on an empty graph
         return np.zeros(0, np.int64)
     a, b = codes[:n], codes[n:]
@@ -90,8 +95,8 @@ def chunks(overlaps: pd.DataFrame, size: int) -> np.ndarray:
 
 def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, truth_path, *,
            batch_size: int, device: str, dupnet_threshold: float, chunk: int, held_chips: int,
-           evidence: dict, workers: int) -> pd.DataFrame:
-    """The `verify` rule: candidates.parquet -> overlaps.parquet and a reviewable dup_truth.txt.
+           evidence: dict, workers: int) -> pa.Table:
+    """The `verify` rule: candidates.parquet -> overlaps.parquet (returned) and a reviewable dup_truth.txt.
 
     Keywords = the `verify` config block; `evidence` = the `evidence` block (shared with the evaluation);
     `workers`: processes scoring on the CPU (the rule's threads; one process on a GPU).
@@ -104,17 +109,23 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
         raise TiledupError(f"verify: batch_size, chunk and workers must be >= 1 and held_chips >= 0, got "
                            f"{batch_size}, {chunk}, {workers}, {held_chips}")
     start = time.perf_counter()
-    cands = read_table(candidates_path, CANDIDATE_COLUMNS, "candidates table").to_pandas()
-    images = set(cands.img1) | set(cands.img2)
+    cands = read_table(candidates_path, CANDIDATE_COLUMNS, "candidates table")
+    # the output's order (the candidates rule writes it so)
+    cands = cands.take(pc.sort_indices(cands, sort_keys=[(k, "ascending") for k in ("img1", "img2", "tag")]))
+    images = pc.unique(pa.chunked_array(cands["img1"].chunks + cands["img2"].chunks, pa.string()))
     tiles = read_parquets(tiles_paths, TILE_COLUMNS, "tile table")
-    table = tile_lookup(tiles, images)
-    missing = sorted(images - set(table.images))
-    if missing:
+    table = tile_lookup(tiles, images.to_pylist())
+    if len(table.images) < len(images):
+        missing = pc.filter(images, pc.invert(pc.is_in(images, value_set=pa.array(table.images, pa.string()))))
         raise TiledupError(f"{candidates_path}: {len(missing)} image(s) not in the tile tables, e.g. "
-                           f"{', '.join(missing[:5])} (re-run the workflow)")
+                           f"{', '.join(missing.to_pylist()[:5])} (re-run the workflow)")
     model = load_dupnet(model_path, device)  # a bad model file is named here, not as a broken worker
-    n = len(cands)
-    chunk_of = chunks(cands, chunk)
+    n = cands.num_rows
+    names = pa.array(table.images, pa.string())
+    img1, img2 = (pc.index_in(cands[c], value_set=names).to_numpy() for c in ("img1", "img2"))  # chips as table rows
+    tags = pc.dictionary_encode(cands["tag"]).combine_chunks()
+    tag = tags.indices.to_numpy()
+    chunk_of = chunks(img1, img2, chunk)
     n_chunks = int(chunk_of.max()) + 1 if n else 0
     if resolve_device(device).type != "cpu" or n_chunks < PARALLEL_CHUNKS:
         workers = 1  # one process fills the GPU; a few chunks are done before workers start
@@ -125,10 +136,11 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
     job_of = chunk_of * n_jobs // max(n_chunks, 1)
     order = np.argsort(job_of, kind="stable")  # each job's rows in table order
     bounds = np.searchsorted(job_of[order], np.arange(n_jobs + 1))
-    jobs = [(cands.iloc[rows].reset_index(drop=True), chunk_of[rows])
-            for rows in (order[bounds[j]:bounds[j + 1]] for j in range(n_jobs))]
+    job_rows = [order[bounds[j]:bounds[j + 1]] for j in range(n_jobs)]
+    jobs = [(img1[rows], img2[rows], tag[rows], chunk_of[rows]) for rows in job_rows]
     processes = min(workers, max(n_jobs, 1))
-    scorer = (table, images_dir, batch_size, evidence, dupnet_threshold, held_chips // processes)
+    scorer = (table, tags.dictionary.to_numpy(zero_copy_only=False), images_dir, batch_size, evidence,
+              dupnet_threshold, held_chips // processes)
     parts, decodes = [], 0
     with Progress("verify", n, "overlaps", log=log) as progress:
         if processes > 1:
@@ -143,18 +155,19 @@ def verify(candidates_path, images_dir, model_path, tiles_paths, overlaps_path, 
                 part, d = one.score(*job, progress=progress)
                 parts.append(part)
                 decodes += d
-    scored = pd.concat(parts, ignore_index=True) if parts else _empty(cands)
-    scored = scored.sort_values(["img1", "img2", "tag"], ignore_index=True)
-    out = overlaps_table(scored, dupnet_threshold)
+    scored = pd.concat(parts, ignore_index=True) if parts else _empty()
+    scored.index = np.concatenate(job_rows) if job_rows else np.zeros(0, np.int64)
+    scored = scored.sort_index()  # the candidates' order
+    out = overlaps_table(cands, scored, dupnet_threshold)
     write_parquet(out, overlaps_path)
-    write_text(truth_text(out, dupnet_threshold), truth_path)
+    write_truth(out, dupnet_threshold, truth_path)
     decided = scored.decidable.to_numpy(bool)
     dups = int((decided & (scored.decision.to_numpy() >= dupnet_threshold)).sum())
     log.info("%d candidate overlaps: %d duplicates (%d of them certain), %d not, %d undecidable; %d chips "
-             "decoded for %d images by %d process(es) in %.1f s", len(out), dups, int(scored.certain.sum()),
+             "decoded for %d images by %d process(es) in %.1f s", n, dups, int(scored.certain.sum()),
              int(decided.sum()) - dups, int((~decided).sum()), decodes, len(images), processes,
              time.perf_counter() - start)
-    return scored
+    return out
 
 
 JOB_CHUNKS = 50  # chunks per job at most, when there are workers: a job's result is held until it ends
@@ -164,25 +177,29 @@ JOB_CHUNKS = 50  # chunks per job at most, when there are workers: a job's resul
 PARALLEL_CHUNKS = 20
 
 
+SCORE_COLUMNS = ["n_tile_pairs", "n_informative", "decidable", "decision", "certain", *BASELINES]  # what a job returns
+
+
 class ChunkScorer:
-    """Scores chunks of candidates: one per process, holding DupNet, the tile table and the chip cache's
-    options (verify's arguments)."""
+    """Scores chunks of candidates: one per process, holding DupNet, the tile table (a chip's code is its
+    index in table.images), the tag each tag code stands for and the chip cache's options."""
 
-    def __init__(self, model, table, images_dir, batch_size, evidence, threshold, held_chips):
-        self.model, self.table, self.images_dir, self.batch_size = model, table, images_dir, batch_size
-        self.evidence, self.threshold, self.held_chips = evidence, threshold, held_chips
+    def __init__(self, model, table, tags, images_dir, batch_size, evidence, threshold, held_chips):
+        self.model, self.table, self.tags, self.images_dir = model, table, tags, images_dir
+        self.batch_size, self.evidence, self.threshold, self.held_chips = batch_size, evidence, threshold, held_chips
 
-    def score(self, cands: pd.DataFrame, chunk_of: np.ndarray, progress=None) -> tuple[pd.DataFrame, int]:
-        """The scored candidates of consecutive chunks (chunk_of: each row's chunk), and the chips decoded.
+    def score(self, img1: np.ndarray, img2: np.ndarray, tag: np.ndarray, chunk_of: np.ndarray,
+              progress=None) -> tuple[pd.DataFrame, int]:
+        """The SCORE_COLUMNS of candidates in consecutive chunks (chips and tags as codes; chunk_of: each
+        row's chunk), in their order, and the chips decoded.
 
         After each chunk the chips kept decoded for later ones are, of those held or just used, the
         held_chips whose next use comes soonest (Belady's rule: the fewest decodes a cache of that
         size allows); the others are decoded again when a later chunk needs them."""
         cache = ChipCache(self.images_dir)
-        n = len(cands)
-        codes, _ = pd.factorize(pd.concat([cands.img1, cands.img2], ignore_index=True))
-        names = pd.concat([cands.img1, cands.img2], ignore_index=True).to_numpy()
-        name_of = dict(zip(codes, names))
+        n = len(img1)
+        codes, chips_of = pd.factorize(np.r_[img1, img2])  # this job's chips, numbered as they first appear
+        name_of = self.table.images[chips_of]
         span = int(chunk_of.max()) + 1 if n else 1
         uses = np.unique(codes * span + np.r_[chunk_of, chunk_of])  # (chip, chunk) pairs, sorted
 
@@ -196,20 +213,22 @@ class ChunkScorer:
         bounds = np.searchsorted(chunk_of[order], np.r_[steps, steps[-1] + 1 if len(steps) else 0])
         for i, k in enumerate(steps):
             rows = order[bounds[i]:bounds[i + 1]]
-            part = cands.iloc[rows].reset_index(drop=True)
+            part = pd.DataFrame({"img1": name_of[codes[rows]], "img2": name_of[codes[n + rows]],
+                                 "tag": self.tags[tag[rows]]})
             chips = np.fromiter(held | set(codes[rows]) | set(codes[n + rows]), np.int64)
             soon = next_use(chips, k)
             later = soon >= 0
             keep = set(chips[later][np.lexsort((chips[later], soon[later]))][:self.held_chips].tolist())
             cache.expect(name_of[c] for c in keep - held)  # kept past this chunk: announced before it
-            scored, _ = score_overlaps(part[["img1", "img2", "tag"]], self.table, cache, self.model,
-                                       self.batch_size, self.evidence, methods=METHODS, decide_at=self.threshold)
-            parts.append(pd.concat([part[["how", "votes"]], scored], axis=1))
+            scored, _ = score_overlaps(part, self.table, cache, self.model, self.batch_size, self.evidence,
+                                       methods=METHODS, decide_at=self.threshold)
+            parts.append(scored[SCORE_COLUMNS])
             cache.release(name_of[c] for c in held - keep)
             held = keep
             if progress is not None:
                 progress.update(len(part))
-        return (pd.concat(parts, ignore_index=True) if parts else _empty(cands)), cache.decodes
+        scored = pd.concat(parts) if parts else _empty()
+        return scored.iloc[np.argsort(order, kind="stable")].reset_index(drop=True), cache.decodes
 
 
 _SCORER: ChunkScorer | None = None  # a worker process's own
@@ -226,23 +245,22 @@ def _score_job(job) -> tuple[pd.DataFrame, int]:
     return _SCORER.score(*job)
 
 
-def _empty(cands: pd.DataFrame) -> pd.DataFrame:
-    out = cands.assign(n_tile_pairs=0, n_informative=0, decidable=False, decision=np.float32(0), certain=False)
-    for m in BASELINES:
-        out[m] = np.float32(0)
-    return out
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"n_tile_pairs": np.zeros(0, np.int64), "n_informative": np.zeros(0, np.int64),
+                         "decidable": np.zeros(0, bool), "decision": np.zeros(0, np.float32),
+                         "certain": np.zeros(0, bool), **{m: np.zeros(0, np.float32) for m in BASELINES}})
 
 
-def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
-    """overlaps.parquet from scored candidates (score columns named by method, as overlaps.aggregate gives)."""
+def overlaps_table(cands: pa.Table, scored: pd.DataFrame, threshold: float) -> pa.Table:
+    """overlaps.parquet from the candidates and their SCORE_COLUMNS, row for row."""
     undecided = ~scored.decidable.to_numpy(bool)
     score = scored.decision.to_numpy(np.float32)
     cols = {
-        "img1": pa.array(scored.img1.astype(str), pa.string()),
-        "img2": pa.array(scored.img2.astype(str), pa.string()),
-        "tag": pa.array(scored.tag.astype(str), pa.string()),
-        "how": pa.array(scored.how.astype(str), pa.string()),
-        "votes": pa.array(scored.votes.to_numpy(np.int32), pa.int32()),
+        "img1": cands["img1"].cast(pa.string()),
+        "img2": cands["img2"].cast(pa.string()),
+        "tag": cands["tag"].cast(pa.string()),
+        "how": cands["how"].cast(pa.string()),
+        "votes": cands["votes"].cast(pa.int32()),
         "n_tile_pairs": pa.array(scored.n_tile_pairs.to_numpy(np.int8), pa.int8()),
         "n_informative": pa.array(scored.n_informative.to_numpy(np.int8), pa.int8()),
         "score": pa.array(score, pa.float32(), mask=undecided),
@@ -251,19 +269,19 @@ def overlaps_table(scored: pd.DataFrame, threshold: float) -> pa.Table:
     }
     for m in BASELINES:
         cols[m] = pa.array(scored[m].to_numpy(np.float32), pa.float32(), mask=undecided)
-    return pa.table(cols, schema=OVERLAP_SCHEMA)
+    return pa.table(cols, schema=OVERLAP_SCHEMA).combine_chunks()
 
 
-def truth_text(overlaps: pa.Table, threshold: float) -> str:
-    """dup_truth lines for the decided overlaps; undecidable ones as comments to review."""
-    lines = [f"# tiledup verify: the decision on every candidate overlap (certain evidence, else DupNet's "
-             f"score >= {threshold}).",
-             "# Format: img1 img2 tag is_dup. Review it, then use it as `truth`.",
-             "# Undecidable overlaps (every tile pair solid on both sides) are commented out."]
-    d = overlaps.select(["img1", "img2", "tag", "is_dup"]).to_pylist()
-    for r in d:
-        if r["is_dup"] is None:
-            lines.append(f"# {r['img1']} {r['img2']} {r['tag']} ?  undecidable")
-        else:
-            lines.append(f"{r['img1']} {r['img2']} {r['tag']} {int(r['is_dup'])}")
-    return "\n".join(lines) + "\n"
+def write_truth(overlaps: pa.Table, threshold: float, path, batch: int = 1 << 16) -> None:
+    """dup_truth lines for the decided overlaps, undecidable ones as comments to review; written a batch
+    of rows at a time (atomically), so the text is never whole in memory."""
+    header = [f"# tiledup verify: the decision on every candidate overlap (certain evidence, else DupNet's "
+              f"score >= {threshold}).",
+              "# Format: img1 img2 tag is_dup. Review it, then use it as `truth`.",
+              "# Undecidable overlaps (every tile pair solid on both sides) are commented out."]
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("\n".join(header) + "\n")
+        for rows in overlaps.select(["img1", "img2", "tag", "is_dup"]).to_batches(batch):
+            img1, img2, tag, is_dup = (rows.column(i).to_pylist() for i in range(4))
+            f.writelines(f"# {a} {b} {t} ?  undecidable\n" if d is None else f"{a} {b} {t} {int(d)}\n"
+                         for a, b, t, d in zip(img1, img2, tag, is_dup))
