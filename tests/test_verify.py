@@ -148,7 +148,7 @@ def test_worker_processes_give_the_same_outputs(run, tmp_path, caplog, monkeypat
 
 def test_a_bad_number_of_workers_is_named(run, tmp_path):
     _, paths, out, _, _ = run
-    with pytest.raises(TiledupError, match="verify: batch_size, chunk and workers must be >= 1.* 0, 1000"):
+    with pytest.raises(TiledupError, match="verify: batch_size, chunk and workers must be >= 1.* 0, 500"):
         verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
                tmp_path / "overlaps.parquet", tmp_path / "found.txt", evidence=options("evidence"), workers=0,
                **options("verify", device="cpu"))
