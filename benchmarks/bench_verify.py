@@ -1,7 +1,7 @@
 """verify throughput: candidate overlaps scored per second, this code against an earlier commit, in one run.
 
     .venv/bin/python benchmarks/bench_verify.py --results RESULTS [--before REF] [--after REF] [--repeat 2] [--threads 2]
-        [--workers 1]
+        [--workers 1] [--held-chips N [N ...]]
     .venv/bin/python benchmarks/bench_verify.py --results RESULTS --profile 8000
 
 --profile N: where the time goes instead. verify() on the first N candidates, this
@@ -22,6 +22,11 @@ time says little, while 2 x candidates per CPU second is what 2 quiet cores woul
 the threads keep both busy (an upper bound on the wall-clock rate). The
 two overlaps.parquet are then compared: the decisions (is_dup, null = undecidable) must
 be equal row for row; the largest difference of DupNet's score is printed too.
+Memory: the peak RSS of the verify process and of its largest child (a worker; the kernel's
+rusage, exact), and the peak of all of verify's proportional set size (shared pages
+counted once, as a cgroup charges them; sampled every PSS_EVERY seconds).
+--held-chips: measure each of these `verify.held_chips` values (in turn, in each repeat)
+instead of the configured one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -58,12 +64,15 @@ if {profile}:
     import cProfile
     profiler = cProfile.Profile()
     profiler.enable()
-verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu"}}, **workers)
+verify({candidates!r}, {images!r}, {model!r}, {tiles!r}, {out!r}, {truth!r}, **{{**options, "device": "cpu", **{overrides!r}}},
+       **workers)
 if {profile}:
     profiler.disable()
     profiler.dump_stats({out!r} + ".prof")
 print(json.dumps({{"seconds": time.perf_counter() - start,
-                  "cpu": time.process_time() - cpu + children_cpu() - cpu_children}}))
+                  "cpu": time.process_time() - cpu + children_cpu() - cpu_children,
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 """
 
 
@@ -73,20 +82,47 @@ PARTS = {"DupNet": "run_net", "certain evidence": "certain_pairs", "solid-side p
 
 
 def run_verify(src: Path, results: Path, out: Path, threads: int, candidates: Path | None = None,
-               profile: bool = False, workers: int = 1) -> tuple[float, float]:
-    """(wall, CPU) seconds of one verify() call on `results` with the package in `src` (profile: also
-    out.prof, cProfile's statistics; workers: verify's worker processes, where the code has them)."""
-    code = RUN.format(threads=threads, profile=profile, workers=workers,
+               profile: bool = False, workers: int = 1, overrides: dict | None = None) -> dict:
+    """seconds (wall), cpu (seconds), rss and worker_rss (MB) of one verify() call on `results` with the
+    package in `src` (profile: also out.prof, cProfile's statistics; workers: verify's worker processes,
+    where the code has them; overrides: verify options instead of the configured ones)."""
+    code = RUN.format(threads=threads, profile=profile, workers=workers, overrides=overrides or {},
                       candidates=str(candidates or results / "overlaps" / "candidates.parquet"),
                       images=str(results / "demo" / "images"), model=str(results / "model" / "dupnet.pt"),
                       tiles=[str(p) for p in sorted((results / "tiles").glob("*.parquet"))],
                       out=str(out), truth=str(out.with_suffix(".txt")))
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"verify failed with {src}:\n{proc.stderr[-3000:]}")
-    times = json.loads(proc.stdout.strip().splitlines()[-1])
-    return times["seconds"], times["cpu"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=err, text=True)
+        pss = 0
+        while proc.poll() is None:  # all of verify's memory, shared pages counted once: sampled
+            pss = max(pss, tree_pss(proc.pid))
+            time.sleep(PSS_EVERY)
+        out.seek(0), err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"verify failed with {src}:\n{err.read()[-3000:]}")
+        return {**json.loads(out.read().strip().splitlines()[-1]), "pss": pss / 2**20}
+
+
+PSS_EVERY = 0.5  # seconds between samples of the proportional set size
+
+
+def tree_pss(pid: int) -> int:
+    """Bytes of proportional set size of a process and its descendants (0 once it has ended)."""
+    import psutil  # Snakemake's dependency
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
 
 
 def checkout(ref: str, dest: Path) -> Path:
@@ -119,7 +155,8 @@ def profile(results: Path, n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_verify_") as tmp:
         tmp = Path(tmp)
         pq.write_table(pq.read_table(results / "overlaps" / "candidates.parquet").slice(0, n), tmp / "candidates.parquet")
-        wall, cpu = run_verify(REPO / "src", results, tmp / "overlaps.parquet", 1, tmp / "candidates.parquet", True)
+        run = run_verify(REPO / "src", results, tmp / "overlaps.parquet", 1, tmp / "candidates.parquet", True)
+        wall, cpu = run["seconds"], run["cpu"]
         stats = pstats.Stats(str(tmp / "overlaps.parquet.prof"))
     n = min(n, pq.read_metadata(results / "overlaps" / "candidates.parquet").num_rows)
     print(f"{n:,} candidate overlaps, 1 thread, under cProfile: {wall:.1f} s wall, {cpu:.1f} s CPU "
@@ -139,6 +176,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the verify process")
     ap.add_argument("--workers", type=int, default=1,
                     help="verify's worker processes (one torch thread each), for code that has them")
+    ap.add_argument("--held-chips", type=int, nargs="+", default=[], metavar="N",
+                    help="verify.held_chips values to measure, each in turn (default: the configured one)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile verify on the first N candidates")
     a = ap.parse_args()
     if a.profile:
@@ -149,19 +188,28 @@ def main() -> None:
         codes = {f"after ({a.after})": checkout(a.after, tmp / "after")} if a.after else {"this checkout": REPO / "src"}
         if a.before:
             codes[f"before ({a.before})"] = checkout(a.before, tmp / "before")
-        best: dict[str, tuple[float, float]] = {}
+        runs = [(f"{name}, held_chips {held}" if held else name, src, {"held_chips": held} if held else {})
+                for name, src in codes.items() for held in (a.held_chips or [None])]
+        best: dict[str, dict] = {}
         for k in range(a.repeat):
-            for i, (name, src) in enumerate(codes.items()):
-                wall, cpu = run_verify(src, a.results, tmp / f"overlaps{i}.parquet", a.threads, workers=a.workers)
-                best[name] = min(best.get(name, (wall, cpu)), (wall, cpu))
-                print(f"  run {k + 1}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+            for i, (name, src, overrides) in enumerate(runs):
+                run = run_verify(src, a.results, tmp / f"overlaps{i}.parquet", a.threads, workers=a.workers,
+                                 overrides=overrides)
+                if name not in best or (run["seconds"], run["cpu"]) < (best[name]["seconds"], best[name]["cpu"]):
+                    best[name] = run
+                print(f"  run {k + 1}: {name}: {run['seconds']:.1f} s wall, {run['cpu']:.1f} s CPU, peak RSS "
+                      f"{run['rss']:.0f} MB, largest child {run['worker_rss']:.0f} MB, all {run['pss']:.0f} MB "
+                      "(PSS)", flush=True)
         print(f"{n:,} candidate overlaps, {a.threads} torch threads, {a.workers} worker(s), best of {a.repeat} (load average "
               f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} CPUs):")
-        for name, (wall, cpu) in best.items():
+        for name, run in best.items():
+            wall, cpu = run["seconds"], run["cpu"]
             print(f"  {name:>24}: {wall:7.1f} s wall = {n / wall:6.0f} overlaps/s; {cpu:7.1f} s CPU = "
-                  f"{n / cpu:6.0f} overlaps per CPU second")
-        if a.before:
-            print("  " + compare(tmp / "overlaps1.parquet", tmp / "overlaps0.parquet"))
+                  f"{n / cpu:6.0f} overlaps per CPU second; peak RSS {run['rss']:.0f} MB + largest child "
+                  f"{run['worker_rss']:.0f} MB, all {run['pss']:.0f} MB (PSS)")
+        for i in range(1, len(runs)):
+            print(f"  {runs[i][0]} against {runs[0][0]}: "
+                  + compare(tmp / f"overlaps{i}.parquet", tmp / "overlaps0.parquet"))
 
 
 if __name__ == "__main__":
