@@ -19,7 +19,7 @@
    (common hashes) votes but does not place chips. A tile with more than
    `max_matches` matches has a common hash: only its `max_matches` closest say
    where it is, so a match stays when it is among the closest of both its
-   tiles (pixel-identical ones always), and votes but places no chips.
+   tiles (pixel-identical ones always).
 2. Votes. A match of tile i of chip a with tile j of chip b says that b sits
    (row_i - row_j, col_i - col_j) tiles from a: it votes for that one overlap.
    A lone match (one vote, pixel digests not equal) is not a candidate when
@@ -244,9 +244,7 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     Columns u, v (rows of h), distance, exact (equal digests), placing (may place chips:
     exact, or both hashes have min_complexity and some search found the pair through a key
     under its bucket cap), decisive (places chips alone: exact, or
-    distance <= strong_ratio x the smaller complexity), both_solid (places chips, never votes),
-    crowded_only (found only through crowded keys), common (a tile with more than max_matches
-    matches: votes, never places).
+    distance <= strong_ratio x the smaller complexity), both_solid (places chips, never votes).
     """
     n = len(h.image)
     cx = complexity(h.bmh)  # per tile
@@ -296,7 +294,7 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     # a tile matching more tiles than one place can show (9 chips per pass, a few passes) has a
     # common hash: only its closest matches say where it is (its copies are closer than its
     # look-alikes). Dropping every match of such a tile lost its copies as the dataset grew (the
-    # look-alikes grow with it): candidate recall 98.64 % at 20,000 chips, 99.32 % keeping the
+    # look-alikes grow with it): candidate recall 98.64 % at 20,000 chips, 99.35 % keeping the
     # matches among the max_matches closest of both tiles (docs/benchmarks.md, "Scale").
     common_tile = np.bincount(np.r_[u, v], minlength=n) > max_matches
     keep = exact | closest_of_both(u, v, dist, max_matches)
