@@ -16,10 +16,9 @@
    A key shared by more than `bucket_cap` / `repeat_cap` tiles (cloud white,
    no-data black, a repeated gradient) is not searched all against all: its
    pairs are found through their other keys, and a match found only that way
-   (common hashes) votes but does not place chips. A tile with more than
-   `max_matches` matches has a common hash: only its `max_matches` closest say
-   where it is, so a match stays when it is among the closest of both its
-   tiles (pixel-identical ones always).
+   (common hashes) votes but does not place chips. A
+   tile with more than `max_matches` matches has a common hash: its matches are
+   dropped (pixel-identical ones kept).
 2. Votes. A match of tile i of chip a with tile j of chip b says that b sits
    (row_i - row_j, col_i - col_j) tiles from a: it votes for that one overlap.
    A lone match (one vote, pixel digests not equal) is not a candidate when
@@ -171,7 +170,7 @@ def place(matches: pd.DataFrame, h: TileHashes, place_votes: int, smooth_radius:
     # A chip still alone joins the position its close matches (near-identical smooth ones too)
     # support most, if that position is unique: a mistake costs this chip's implied overlaps, never
     # a wrong join of two larger components.
-    close = matches[(matches.decisive | (matches.distance <= smooth_radius)) & ~matches.common]
+    close = matches[matches.decisive | (matches.distance <= smooth_radius)]
     joins = _joins(lattice, h, close, 1)
     lone = np.where(lattice.size[joins.r1] == 1, joins.r1, np.where(lattice.size[joins.r2] == 1, joins.r2, -1))
     joins = joins.assign(lone=lone)[lone >= 0]
@@ -292,37 +291,19 @@ def search(h: TileHashes, *, radius: int, smooth_radius: int, min_complexity: in
     np.logical_and.at(crowded_only, inverse.ravel(), np.concatenate([late for _, _, _, late in found]))
     exact = (h.digest[u] == h.digest[v]).all(axis=1)
     # a tile matching more tiles than one place can show (9 chips per pass, a few passes) has a
-    # common hash: only its closest matches say where it is (its copies are closer than its
-    # look-alikes). Dropping every match of such a tile lost its copies as the dataset grew (the
-    # look-alikes grow with it): candidate recall 98.64 % at 20,000 chips, 99.35 % keeping the
-    # matches among the max_matches closest of both tiles (docs/benchmarks.md, "Scale").
+    # common hash: its matches say nothing about where it is (pixel-identical ones excepted)
     common_tile = np.bincount(np.r_[u, v], minlength=n) > max_matches
-    keep = exact | closest_of_both(u, v, dist, max_matches)
+    keep = exact | ~(common_tile[u] | common_tile[v])
     stats["common_tiles"] = int(common_tile.sum())
     u, v, dist, exact, crowded_only = u[keep], v[keep], dist[keep], exact[keep], crowded_only[keep]
     structure = np.minimum(cx[u], cx[v])
-    # a common tile's closest matches vote for their overlaps but place no chips (its look-alikes
-    # would join chips of other places: one lattice for every chip of a common texture)
-    common = common_tile[u] | common_tile[v]
-    placing = exact | ((structure >= min_complexity) & ~crowded_only & ~common)
+    placing = exact | ((structure >= min_complexity) & ~crowded_only)
     decisive = exact | (placing & (dist <= strong_ratio * structure))
     stats.update(tile_matches=int(len(u)), placing=int(placing.sum()), decisive=int(decisive.sum()),
                  crowded_only=int(crowded_only.sum()))
     return pd.DataFrame({"u": u, "v": v, "distance": dist, "exact": exact, "placing": placing,
                          "decisive": decisive, "both_solid": h.solid[u] & h.solid[v],
-                         "crowded_only": crowded_only, "common": common & ~exact}), stats
-
-
-def closest_of_both(u: np.ndarray, v: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
-    """(m,) bool: matches (u, v, Hamming distance) among the k closest of u's matches and of v's (ties:
-    the lower other tile first)."""
-    m = len(u)
-    tile, other, d = np.r_[u, v], np.r_[v, u], np.r_[dist, dist]  # each match once from each of its tiles
-    order = np.lexsort((other, d, tile))
-    starts = np.flatnonzero(np.r_[True, tile[order][1:] != tile[order][:-1]])
-    rank = np.empty(2 * m, np.int64)
-    rank[order] = np.arange(2 * m) - np.repeat(starts, np.diff(np.r_[starts, 2 * m]))  # place among its tile's
-    return (rank[:m] < k) & (rank[m:] < k)
+                         "crowded_only": crowded_only}), stats
 
 
 def check_options(radius, smooth_radius, min_complexity, strong_ratio, bucket_cap, repeat_cap, max_matches,
