@@ -12,7 +12,7 @@ import pytest
 from configured import options
 from tiledup.tiles.table import TileHashes
 from tiledup.run.errors import TiledupError
-from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_groups
+from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_units
 from tiledup.grid import N_TILES, offset_tag
 from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
@@ -164,6 +164,11 @@ def test_three_passes_of_a_scene_stay_three_groups_despite_wrong_edges():
         assert g[["row", "col"]].apply(tuple, axis=1).tolist() == [pos[c] for c in chips[p]]
 
 
+def split_groups(groups: pd.DataFrame, fractions: dict, seed: int) -> pd.DataFrame:
+    """The groups as the split's units."""
+    return groups.assign(split=split_units(groups.group.to_numpy(), fractions, seed))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_the_split_never_cuts_a_group_and_follows_the_fractions(seed):
     rng = np.random.default_rng(seed)
@@ -178,14 +183,38 @@ def test_the_split_never_cuts_a_group_and_follows_the_fractions(seed):
         assert abs(shares[name] - f) < 0.02
 
 
-def write_inputs(tmp_path, names, ov, candidates=()):
-    """Tile tables (distinct digests), verify's overlaps table and the candidates table."""
+@pytest.mark.parametrize("seed", range(10))
+def test_a_unit_larger_than_val_or_tests_share_goes_to_train(seed):
+    # false duplicates chain one unit of 35 % at scale: drawn into test, it made test 35 % of the chips
+    sizes = np.r_[350, np.full(65, 10)]
+    groups = pd.DataFrame({"image_id": [f"{g}-{k}" for g, s in enumerate(sizes) for k in range(s)],
+                           "group": np.repeat(np.arange(len(sizes)), sizes)})
+    split = split_groups(groups, {"train": 0.8, "val": 0.1, "test": 0.1}, seed)
+    assert (split[split.group == 0].split == "train").all()
+    shares = split.split.value_counts(normalize=True)
+    assert abs(shares["val"] - 0.1) <= 0.02 and abs(shares["test"] - 0.1) <= 0.02
+    # a unit of most chips still goes to train; val and test get what the others hold
+    most = np.r_[850, np.full(15, 10)]
+    groups = pd.DataFrame({"image_id": [f"{g}-{k}" for g, s in enumerate(most) for k in range(s)],
+                           "group": np.repeat(np.arange(len(most)), most)})
+    split = split_groups(groups, {"train": 0.8, "val": 0.1, "test": 0.1}, seed)
+    assert (split[split.group == 0].split == "train").all() and split.split.nunique() == 3
+    # four units each larger than val's share: one per split is left to draw
+    few = pd.DataFrame({"image_id": [f"{g}-{k}" for g in range(4) for k in range(30)],
+                        "group": np.repeat(np.arange(4), 30)})
+    assert sorted(split_groups(few, {"train": 0.8, "val": 0.1, "test": 0.1}, seed).split.unique()) == \
+        ["test", "train", "val"]
+
+
+def write_inputs(tmp_path, names, ov, candidates=(), contentless=()):
+    """Tile tables (distinct digests; every tile solid for the chips in `contentless`), verify's
+    overlaps table and the candidates table."""
     rows = [(image, t, hashlib.md5(f"{image}{t}".encode()).digest()) for image in names for t in range(N_TILES)]
     tiles = tmp_path / "000.parquet"
     pq.write_table(pa.table({"image_id": [r[0] for r in rows], "tile": pa.array([r[1] for r in rows], pa.int8()),
                              DIGEST: pa.array([r[2] for r in rows], pa.binary(16)),
                              "bmh": pa.array([bytes(32)] * len(rows), pa.binary(32)),
-                             "solid": [False] * len(rows),
+                             "solid": [r[0] in contentless for r in rows],
                              "grey_std": pa.array([30.0] * len(rows), pa.float32())}), tiles)
     n = len(ov)
     table = pa.table({"img1": [o["img1"] for o in ov], "img2": [o["img2"] for o in ov], "tag": [o["tag"] for o in ov],
@@ -303,6 +332,18 @@ def test_no_overlaps_at_all_gives_groups_of_one_and_a_split(tmp_path):
     assert leaks == {"split_by": "duplicates", "n_units": 2, "decided_duplicate_overlaps": 0,
                      "leaked_decided_duplicates": 0, "leaked": [], "candidate_overlaps": 0,
                      "candidate_overlaps_across_splits": 0}
+
+
+def test_a_unit_of_contentless_chips_goes_to_train(tmp_path):
+    """Every tile solid: the chip's duplicates cannot be seen, so drawn into val or test it could leak."""
+    names = [f"c{k:02d}.jpg" for k in range(20)]
+    ov = [overlap("c01.jpg", "c02.jpg", 0, 1, 0.9)]  # c01 has no content, c02 has: a unit with content
+    overlaps, tiles, _ = write_inputs(tmp_path, names, ov, contentless={"c00.jpg", "c01.jpg"})
+    splits = [run_rule(tmp_path, overlaps, tiles, seed=s)[1].set_index("image_id").split for s in range(20)]
+    assert all(sp["c00.jpg"] == "train" for sp in splits)
+    assert any(sp["c02.jpg"] != "train" for sp in splits)  # drawn like any unit
+    for sp in splits:
+        assert sp["c01.jpg"] == sp["c02.jpg"] and (sp.value_counts() >= 2).all()
 
 
 def test_an_undecidable_overlap_keeps_its_chips_in_one_split_unless_told_apart(tmp_path):
