@@ -13,6 +13,7 @@ from configured import options
 from tiledup.tiles.table import TileHashes
 from tiledup.run.errors import TiledupError
 from tiledup.discovery.groups import CONFLICT_KINDS, build_groups, exact_duplicates, groups_rule, split_units
+from tiledup.discovery.summary import contentless_text
 from tiledup.grid import N_TILES, offset_tag
 from tiledup.tiles.table import DIGEST
 from tiledup.dup_truth import canonical
@@ -331,7 +332,8 @@ def test_no_overlaps_at_all_gives_groups_of_one_and_a_split(tmp_path):
     assert sorted(split.split) == ["train", "val"]  # two units for three splits: train first, then val
     assert leaks == {"split_by": "duplicates", "n_units": 2, "decided_duplicate_overlaps": 0,
                      "leaked_decided_duplicates": 0, "leaked": [], "candidate_overlaps": 0,
-                     "candidate_overlaps_across_splits": 0}
+                     "candidate_overlaps_across_splits": 0,
+                     "contentless_images": {"train": 0, "val": 0, "test": 0}}
 
 
 def test_a_unit_of_contentless_chips_goes_to_train(tmp_path):
@@ -339,11 +341,17 @@ def test_a_unit_of_contentless_chips_goes_to_train(tmp_path):
     names = [f"c{k:02d}.jpg" for k in range(20)]
     ov = [overlap("c01.jpg", "c02.jpg", 0, 1, 0.9)]  # c01 has no content, c02 has: a unit with content
     overlaps, tiles, _ = write_inputs(tmp_path, names, ov, contentless={"c00.jpg", "c01.jpg"})
-    splits = [run_rule(tmp_path, overlaps, tiles, seed=s)[1].set_index("image_id").split for s in range(20)]
+    runs = [run_rule(tmp_path, overlaps, tiles, seed=s) for s in range(20)]
+    splits = [split.set_index("image_id").split for _, split, _, _ in runs]
     assert all(sp["c00.jpg"] == "train" for sp in splits)
     assert any(sp["c02.jpg"] != "train" for sp in splits)  # drawn like any unit
-    for sp in splits:
+    for sp, (_, _, _, leaks) in zip(splits, runs):
         assert sp["c01.jpg"] == sp["c02.jpg"] and (sp.value_counts() >= 2).all()
+        where = {"train": 1, "val": 0, "test": 0}
+        where[sp["c01.jpg"]] += 1
+        assert leaks["contentless_images"] == where  # counted for the report and the summary
+    assert contentless_text(runs[0][3]).startswith("; 2 contentless chips (every tile solid")
+    assert contentless_text({"contentless_images": {"train": 0, "val": 0, "test": 0}}) == contentless_text(None) == ""
 
 
 def test_an_undecidable_overlap_keeps_its_chips_in_one_split_unless_told_apart(tmp_path):

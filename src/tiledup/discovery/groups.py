@@ -438,8 +438,10 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
     table = pd.DataFrame({"image_id": h.image_ids, "unit": units}).merge(groups[["image_id", "group"]])
     rows = table.image_id.map(index).to_numpy()
     table["split"] = split_units(units[rows], fractions, seed, contentless[rows])
+    empty = table.split[contentless[rows]].value_counts()
     table = table.sort_values(["group", "image_id"])[["image_id", "group", "unit", "split"]]
     leaked = leaks(overlaps, same_place, table, split_by)
+    leaked["contentless_images"] = {s: int(empty.get(s, 0)) for s in SPLITS}
 
     write_parquet(pa.Table.from_pandas(groups, schema=GROUP_SCHEMA, preserve_index=False), groups_path)
     write_parquet(pa.Table.from_pylist(conflicts, schema=CONFLICT_SCHEMA), conflicts_path)
@@ -453,10 +455,12 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
              "%d conflicts (%s)", len(groups), len(sizes), int((sizes > 1).sum()),
              int(sizes.max()) if len(sizes) else 0, len(exact), len(conflicts),
              ", ".join(f"{k}: {sum(c['kind'] == k for c in conflicts)}" for k in CONFLICT_KINDS))
-    log.info("split by %s: %d units (largest %d images); %d contentless images (every tile solid); images "
-             "per split: %s; decided-duplicate overlaps across splits: %d of %d%s", split_by, leaked["n_units"],
-             int(np.bincount(units).max()) if len(units) else 0, int(contentless.sum()),
-             ", ".join(f"{k} {v}" for k, v in per_split.items()), leaked["leaked_decided_duplicates"],
+    log.info("split by %s: %d units (largest %d images); images per split: %s%s; decided-duplicate overlaps "
+             "across splits: %d of %d%s", split_by, leaked["n_units"], int(np.bincount(units).max()) if len(units) else 0,
+             ", ".join(f"{k} {v}" for k, v in per_split.items()),
+             f" (contentless, every tile solid: {', '.join(f'{k} {v}' for k, v in leaked['contentless_images'].items())})"
+             if contentless.any() else "",
+             leaked["leaked_decided_duplicates"],
              leaked["decided_duplicate_overlaps"],
              f"; candidate overlaps that place their chips (same place, any time) across splits: "
              f"{leaked['candidate_overlaps_across_splits']} of {leaked['candidate_overlaps']}"

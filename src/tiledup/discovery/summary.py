@@ -31,6 +31,16 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def contentless_text(leaks_file: dict | None) -> str:
+    """"; 3 contentless chips (every tile solid...): train 3" from the groups rule's leaks.json, or ""."""
+    per_split = (leaks_file or {}).get("contentless_images") or {}
+    n = sum(per_split.values())
+    if not n:
+        return ""
+    return (f"; {counted(n, 'contentless chip')} (every tile solid: duplicates unseen, so a unit of "
+            f"only such chips goes to train): " + ", ".join(f"{s} {k:,}" for s, k in per_split.items() if k))
+
+
 def split_leaks(overlaps: pd.DataFrame, split: pd.DataFrame) -> dict:
     """Found duplicate overlaps whose two chips are in different splits, and how many chips they touch."""
     where = dict(zip(split.image_id, split.split))
@@ -72,7 +82,9 @@ def read_found(overlaps_path, groups_path, split_path, conflicts_path, verdicts_
     overlaps = decided_overlaps(overlaps_path, verdicts_path, groups.image_id, ["img1", "img2", "tag", "score", "is_dup"])
     conflicts = read_table(conflicts_path, ["kind"], "conflicts table").to_pandas()
     split = pd.read_csv(split_path, dtype={"image_id": str, "split": str})
-    return found(overlaps, groups, split, conflicts)
+    leaks_file = Path(groups_path).with_name("leaks.json")
+    return {**found(overlaps, groups, split, conflicts),
+            "leaks_file": json.loads(leaks_file.read_text()) if leaks_file.exists() else None}
 
 
 def by_verdicts(f: dict) -> str:
@@ -94,7 +106,8 @@ def summary_lines(f: dict, split_path, report_path, removable_path=None, n_remov
         f"Split: {sizes} chips, every decided duplicate's chips together: {split_path}; "
         + ("no found duplicate crosses two splits" if not leaks["overlaps"] else
            f"{counted(leaks['overlaps'], 'found duplicate')} "
-           f"{'crosses' if leaks['overlaps'] == 1 else 'cross'} two splits ({counted(leaks['images'], 'chip')})"),
+           f"{'crosses' if leaks['overlaps'] == 1 else 'cross'} two splits ({counted(leaks['images'], 'chip')})")
+        + contentless_text(f.get("leaks_file")),
         f"Report: {report_path}",
     ]
     return lines

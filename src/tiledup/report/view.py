@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tiledup.discovery.groups import decided_overlaps
-from tiledup.discovery.summary import by_verdicts, counted, found
+from tiledup.discovery.summary import by_verdicts, contentless_text, counted, found
 from tiledup.grid import partner_tag
 from tiledup.run.io import read_table
 from tiledup.run.progress import Progress
@@ -119,6 +119,7 @@ def summary(data, f: dict | None) -> dict:
             check += (f"; candidate overlaps that place their chips (same place, any time) across splits: "
                       f"{lf['candidate_overlaps_across_splits']:,} of {lf['candidate_overlaps']:,} "
                       f"(split.by: {lf['split_by']})")
+        check += contentless_text(lf)
         items.append({"label": "Split", "text": f"{sizes}; {check}", "links": [link(data, paths["split"])]})
         kinds = ", ".join(f"{k}: {v:,}" for k, v in c["conflicts_by_kind"].items())
         items.append({"label": "Conflicts", "text": f"{counted(c['conflicts'], 'decided overlap')} the mosaic groups overrule (the split still keeps "
