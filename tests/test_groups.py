@@ -351,6 +351,7 @@ def test_a_unit_of_contentless_chips_goes_to_train(tmp_path):
         where[sp["c01.jpg"]] += 1
         assert leaks["contentless_images"] == where  # counted for the report and the summary
     assert contentless_text(runs[0][3]).startswith("; 2 contentless chips (every tile solid")
+    assert contentless_text({"contentless_images": {"test": 1, "train": 4, "val": 0}}).endswith(": train 4, test 1")
     assert contentless_text({"contentless_images": {"train": 0, "val": 0, "test": 0}}) == contentless_text(None) == ""
 
 

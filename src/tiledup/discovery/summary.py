@@ -38,7 +38,8 @@ def contentless_text(leaks_file: dict | None) -> str:
     if not n:
         return ""
     return (f"; {counted(n, 'contentless chip')} (every tile solid: duplicates unseen, so a unit of "
-            f"only such chips goes to train): " + ", ".join(f"{s} {k:,}" for s, k in per_split.items() if k))
+            f"only such chips goes to train): " + ", ".join(f"{s} {per_split[s]:,}" for s in SPLITS
+                                                            if per_split.get(s)))
 
 
 def split_leaks(overlaps: pd.DataFrame, split: pd.DataFrame) -> dict:
