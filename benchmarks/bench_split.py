@@ -27,7 +27,7 @@ import pandas as pd
 
 from tiledup.discovery.groups import split_units
 from tiledup.grid import N_TILES
-from tiledup.pairs.dataset import SPLITS, assign_splits
+from tiledup.pairs.dataset import SPLITS
 from tiledup.run.config import defaults
 from tiledup.tiles.table import read_tile_hashes
 
@@ -83,10 +83,10 @@ def main() -> None:
                 codes[f"before ({a.before})"] = lambda s: np.array(SPLITS)[
                     before.assign_splits(sizes, fractions, np.random.default_rng(s), "unit")[units]]
             if a.variants:
-                holds = np.bincount(units, weights=contentless, minlength=len(sizes)) > 0
+                holds = (np.bincount(units, weights=contentless, minlength=len(sizes)) > 0)[units]
                 codes["large units only"] = lambda s: np.asarray(split_units(units, fractions, s))
-                codes["any contentless chip"] = lambda s: np.array(SPLITS)[
-                    assign_splits(sizes, fractions, np.random.default_rng(s), "unit", holds)[units]]
+                # every chip of a unit that holds one counts as contentless: the whole unit goes to train
+                codes["any contentless chip"] = lambda s: np.asarray(split_units(units, fractions, s, holds))
             for code, draw in codes.items():
                 rows.append({"run": name, "chips": len(table), "true-dup overlaps": len(truth), "code": code,
                              "largest unit": int(sizes.max()), "contentless chips": int(contentless.sum()),

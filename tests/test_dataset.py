@@ -11,7 +11,7 @@ import pytest
 
 from test_pairs import synthetic_tiles, tiles_of_chips
 from tiledup.cli import main
-from tiledup.pairs.dataset import SPLITS, build_dataset, check_sample_config
+from tiledup.pairs.dataset import SPLITS, assign_splits, build_dataset, check_sample_config
 from tiledup.run.errors import TiledupError
 from tiledup.tiles.manifest import shard_of
 from tiledup.pairs.shard import make_pairs
@@ -135,6 +135,14 @@ def test_real_chips_end_to_end_through_the_cli(tmp_path, real_pairs):
                  "--options", opts]) == 0
     splits, counts = check_split(tmp_path / "out", real_pairs)
     assert all(counts[s]["dups"] == counts[s]["nondups"] > 0 for s in SPLITS)
+
+
+def test_the_pairs_split_is_the_plain_shuffle():
+    # units go to train first only for the chip split (tiledup.discovery.groups.split_units); the
+    # pairs' group split draws as it did before that, here scenes of 40 to 5 pairs (pinned outputs)
+    sizes = np.array([40, 35, 30, 25, 20, 10, 5])
+    drawn = [assign_splits(sizes, FRACTIONS, np.random.default_rng(seed), "scene").tolist() for seed in range(3)]
+    assert drawn == [[0, 0, 1, 0, 2, 0, 0], [2, 0, 0, 0, 0, 1, 0], [0, 0, 2, 0, 0, 1, 1]]
 
 
 def test_fractions_must_add_up():

@@ -200,11 +200,12 @@ def test_a_unit_larger_than_val_or_tests_share_goes_to_train(seed):
                            "group": np.repeat(np.arange(len(most)), most)})
     split = split_groups(groups, {"train": 0.8, "val": 0.1, "test": 0.1}, seed)
     assert (split[split.group == 0].split == "train").all() and split.split.nunique() == 3
-    # four units each larger than val's share: one per split is left to draw
-    few = pd.DataFrame({"image_id": [f"{g}-{k}" for g in range(4) for k in range(30)],
-                        "group": np.repeat(np.arange(4), 30)})
-    assert sorted(split_groups(few, {"train": 0.8, "val": 0.1, "test": 0.1}, seed).split.unique()) == \
-        ["test", "train", "val"]
+    # two large units and two small ones: both large ones in train, val and test one small unit each
+    two = np.array([500, 400, 10, 10])
+    groups = pd.DataFrame({"image_id": [f"{g}-{k}" for g, s in enumerate(two) for k in range(s)],
+                           "group": np.repeat(np.arange(len(two)), two)})
+    split = split_groups(groups, {"train": 0.8, "val": 0.1, "test": 0.1}, seed).groupby("group").split.first()
+    assert list(split[:2]) == ["train", "train"] and sorted(split[2:]) == ["test", "val"]
 
 
 def write_inputs(tmp_path, names, ov, candidates=(), contentless=()):
@@ -353,6 +354,12 @@ def test_a_unit_of_contentless_chips_goes_to_train(tmp_path):
     assert contentless_text(runs[0][3]).startswith("; 2 contentless chips (every tile solid")
     assert contentless_text({"contentless_images": {"test": 1, "train": 4, "val": 0}}).endswith(": train 4, test 1")
     assert contentless_text({"contentless_images": {"train": 0, "val": 0, "test": 0}}) == contentless_text(None) == ""
+
+
+def test_fewer_units_than_splits_put_the_contentless_one_in_train(tmp_path):
+    overlaps, tiles, _ = write_inputs(tmp_path, ["a.jpg", "b.jpg"], [], contentless={"b.jpg"})
+    split = run_rule(tmp_path, overlaps, tiles)[1].set_index("image_id").split
+    assert split.to_dict() == {"a.jpg": "val", "b.jpg": "train"}  # without content b would be val
 
 
 def test_an_undecidable_overlap_keeps_its_chips_in_one_split_unless_told_apart(tmp_path):

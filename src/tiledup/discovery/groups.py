@@ -53,9 +53,8 @@ amount of the model's evidence.
 
 The split puts whole units into train / val / test (tiledup.pairs.dataset's group
 split: units shuffled with `seed`, cut near `fractions` of the images). Two kinds go to
-train first: a unit larger than val's or test's share (false duplicates chain large
-units at scale: 35 % of the chips at 20,000), and a unit of contentless chips (every
-tile solid), whose duplicates no evidence can show.
+train first (split_units): a unit larger than val's or test's share, and a unit of
+contentless chips only (every tile solid), whose duplicates no evidence can show.
 """
 
 from __future__ import annotations
@@ -329,23 +328,31 @@ def components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
 def split_units(units: np.ndarray, fractions: dict, seed: int, contentless: np.ndarray | None = None) -> np.ndarray:
     """Split name per chip: whole units per split, split sizes near the fractions of the images.
 
-    Units of contentless chips only (`contentless`, per chip: every tile solid) go to train: their
-    duplicates cannot be seen, so in val or test they would leak unseen, and they hold nothing to
-    evaluate (development demos, 100 seeds each: true-duplicate leaks 16-26 % fewer).
+    Two kinds of unit go to train before the seeded draw (tiledup.pairs.dataset.assign_splits):
+    a unit larger than val's or test's share, which drawn there would swamp it (false duplicates
+    chain 35 % of a 20,000-chip demo's chips into one unit: test held them for 3 seeds of 10),
+    and a unit of contentless chips only (`contentless`, per chip: every tile solid), whose
+    duplicates cannot be seen, so in val or test they would leak unseen, and which holds nothing
+    to evaluate. Both together: 16-26 % fewer true-duplicate leaks over 100 draws on development
+    demos (docs/benchmarks.md#the-splits-draw).
     Fewer units than splits with a non-zero fraction (a tiny or overlap-free folder): the
-    first units fill train, then val, then test, with a warning, instead of no split at all.
+    units fill train, then val, then test (contentless ones first), with a warning, instead of
+    no split at all.
     """
     sizes = np.bincount(units)
+    to_train = np.zeros(len(sizes), bool)
+    if contentless is not None:  # units whose every chip is contentless
+        to_train = np.bincount(units, weights=~np.asarray(contentless, bool), minlength=len(sizes)) == 0
     needed = [s for s in FILL_ORDER if fractions[s] > 0]
     if len(sizes) < len(needed):
         order = [s for s in SPLITS if fractions[s] > 0][:len(sizes)]
+        per_unit = np.empty(len(sizes), np.int8)
+        per_unit[np.argsort(~to_train, kind="stable")] = [SPLITS.index(s) for s in order]
         log.warning("only %d unit(s) of chips for %d splits: %s", len(sizes), len(needed),
-                    ", ".join(f"{s} gets unit {k}" for k, s in enumerate(order)))
-        per_unit = np.array([SPLITS.index(s) for s in order], np.int8)
+                    ", ".join(f"unit {k} to {SPLITS[s]}" for k, s in enumerate(per_unit)))
     else:
-        to_train = None
-        if contentless is not None:  # units whose every chip is contentless
-            to_train = np.bincount(units, weights=~np.asarray(contentless, bool), minlength=len(sizes)) == 0
+        smallest = min((fractions[s] for s in needed if s != "train"), default=1.0)
+        to_train |= sizes > smallest * sizes.sum()
         per_unit = assign_splits(sizes, fractions, np.random.default_rng(seed), "unit", to_train)
     return np.array(SPLITS)[per_unit[units]]
 

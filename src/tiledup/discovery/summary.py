@@ -83,9 +83,13 @@ def read_found(overlaps_path, groups_path, split_path, conflicts_path, verdicts_
     overlaps = decided_overlaps(overlaps_path, verdicts_path, groups.image_id, ["img1", "img2", "tag", "score", "is_dup"])
     conflicts = read_table(conflicts_path, ["kind"], "conflicts table").to_pandas()
     split = pd.read_csv(split_path, dtype={"image_id": str, "split": str})
-    leaks_file = Path(groups_path).with_name("leaks.json")
-    return {**found(overlaps, groups, split, conflicts),
-            "leaks_file": json.loads(leaks_file.read_text()) if leaks_file.exists() else None}
+    return {**found(overlaps, groups, split, conflicts), "leaks_file": read_leaks_file(groups_path)}
+
+
+def read_leaks_file(groups_path) -> dict | None:
+    """The groups rule's leaks.json beside its groups table, if there is one."""
+    path = Path(groups_path).with_name("leaks.json")
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def by_verdicts(f: dict) -> str:

@@ -182,31 +182,24 @@ def assign_splits(sizes: np.ndarray, fractions: dict, rng: np.random.Generator, 
                   to_train: np.ndarray | None = None) -> np.ndarray:
     """Split index (into SPLITS) per group, groups shuffled and cut near the target fractions.
 
-    Some groups go to train before the draw, the largest first, as long as one group per split
-    is left to draw: a group larger than a smaller split's share (otherwise one unit of 35 % of
-    a 20,000-chip demo's chips made its test split 35 % for 3 seeds of 10), and those marked
-    in `to_train`. With none, the draw is the plain shuffle's.
+    Groups marked in `to_train` go to train before the draw, the largest first, as long as one
+    group is left to draw for every other split of a non-zero fraction. With none marked, the
+    draw is the plain shuffle's.
     """
     g = len(sizes)
     needed = [s for s in FILL_ORDER if fractions[s] > 0]
     if g < len(needed):
         raise TiledupError(f"{g} {group_by}(s) cannot fill the {len(needed)} splits with a non-zero "
                            f"fraction ({', '.join(needed)})")
-    total = sizes.sum()
-    smaller = [fractions[s] for s in needed if s != "train"]
     first = np.zeros(g, bool)
-    if smaller and fractions["train"] > 0:
-        wanted = sizes > min(smaller) * total
-        if to_train is not None:
-            wanted |= np.asarray(to_train, bool)
-        wanted = np.flatnonzero(wanted)
-        if len(wanted):  # largest first, equal sizes in a seeded order
-            wanted = wanted[np.lexsort((rng.random(len(wanted)), -sizes[wanted]))]
-            first[wanted[:g - len(needed)]] = True
-    rest = np.flatnonzero(~first)
+    marked = np.flatnonzero(to_train) if to_train is not None and fractions["train"] > 0 else []
+    if len(marked):  # largest first, equal sizes in a seeded order
+        marked = marked[np.lexsort((rng.random(len(marked)), -sizes[marked]))]
+        first[marked[:g - sum(s != "train" for s in needed)]] = True
+    order = np.flatnonzero(~first)
+    order = order[rng.permutation(len(order))]
+    cum = np.concatenate([[0.0], np.cumsum(sizes[order]) / sizes.sum()])  # share before group k
     out = np.full(g, SPLITS.index("train"), np.int8)
-    order = rest[rng.permutation(len(rest))]
-    cum = np.concatenate([[0.0], np.cumsum(sizes[order]) / total])  # share before group k
     start, target = 0, 0.0
     for s in FILL_ORDER:
         if s == "train":
@@ -215,8 +208,10 @@ def assign_splits(sizes: np.ndarray, fractions: dict, rng: np.random.Generator, 
             end = start
         else:
             target += fractions[s]
-            later = sum(fractions[t] > 0 for t in FILL_ORDER[FILL_ORDER.index(s) + 1:])
-            ks = np.arange(start + 1, len(order) - later + 1)  # at least one group, one left per later split
+            # at least one group, one left per later split (train needs none when it holds some already)
+            later = sum(fractions[t] > 0 and not (t == "train" and first.any())
+                        for t in FILL_ORDER[FILL_ORDER.index(s) + 1:])
+            ks = np.arange(start + 1, len(order) - later + 1)
             end = int(ks[np.argmin(np.abs(cum[ks] - target))])
             target = cum[end]  # the next cut aims from where this one landed
         out[order[start:end]] = SPLITS.index(s)

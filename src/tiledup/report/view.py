@@ -9,7 +9,6 @@ each says where its full list is.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from tiledup.discovery.groups import decided_overlaps
-from tiledup.discovery.summary import by_verdicts, contentless_text, counted, found
+from tiledup.discovery.summary import by_verdicts, contentless_text, counted, found, read_leaks_file
 from tiledup.grid import partner_tag
 from tiledup.run.io import read_table
 from tiledup.run.progress import Progress
@@ -66,10 +65,8 @@ def load_found(data) -> dict | None:
     conflicts = read_table(paths["conflicts"], ["kind", "img1", "img2", "tag", "score", "is_dup", "verdict",
                                                 "group1", "group2"], "conflicts table").to_pandas()
     split = pd.read_csv(paths["split"], dtype={"image_id": str, "split": str})
-    leaks_file = Path(paths["groups"]).with_name("leaks.json")
     return {"overlaps": overlaps, "groups": groups, "conflicts": conflicts, "split": split,
-            "counts": found(overlaps, groups, split, conflicts),
-            "leaks_file": json.loads(leaks_file.read_text()) if leaks_file.exists() else None}
+            "counts": found(overlaps, groups, split, conflicts), "leaks_file": read_leaks_file(paths["groups"])}
 
 
 def model_name(metrics: dict) -> str | None:
