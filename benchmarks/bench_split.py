@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from tiledup.discovery.groups import split_units
-from tiledup.grid import N_TILES
 from tiledup.pairs.dataset import SPLITS
 from tiledup.run.config import defaults
 from tiledup.tiles.table import read_tile_hashes
@@ -72,9 +71,7 @@ def main() -> None:
             index = {name: k for k, name in enumerate(table.image_id)}
             a1, a2 = truth.img1.map(index).to_numpy(), truth.img2.map(index).to_numpy()
             h = read_tile_hashes(sorted((results / "tiles").glob("*.parquet")))
-            solid = pd.Series(np.bincount(h.image[h.solid], minlength=len(h.image_ids)) == N_TILES,
-                              index=h.image_ids)
-            contentless = solid.loc[table.image_id].to_numpy()
+            contentless = pd.Series(h.contentless(), index=h.image_ids).loc[table.image_id].to_numpy()
             units = table.unit.to_numpy()
             sizes = np.bincount(units)
             name = f"{results.parent.name}/{results.name}" if results.name == "results" else results.name

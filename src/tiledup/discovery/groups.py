@@ -441,7 +441,7 @@ def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_p
     if split_by == "place":
         edges.append((same_place.img1.map(index).to_numpy(), same_place.img2.map(index).to_numpy()))
     units = components(len(h.image_ids), edges)
-    contentless = np.bincount(h.image[h.solid], minlength=len(h.image_ids)) == N_TILES
+    contentless = h.contentless()
     table = pd.DataFrame({"image_id": h.image_ids, "unit": units}).merge(groups[["image_id", "group"]])
     rows = table.image_id.map(index).to_numpy()
     table["split"] = split_units(units[rows], fractions, seed, contentless[rows])

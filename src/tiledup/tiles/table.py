@@ -3,7 +3,7 @@
 One row per tile, 9 rows per accepted image, sorted by (image_id, tile): image_id,
 tile, xxh3_128, bmh, bmh96, solid, r_mean, g_mean, b_mean, grey_std, entropy,
 dominant, dominant_share, flat_sig (tiledup.tiles.hashing computes them). This module
-needs pyarrow and numpy only, so the graph and pair stages can read the table
+needs pyarrow, numpy and the grid's constants only, so the graph and pair stages can read the table
 without the tile stage's numba kernels or OpenCV.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tiledup.grid import N_TILES
 from tiledup.run.io import fixed_binary, read_parquets, read_table
 
 HASH_BYTES = 32  # BlockMeanHash mode 0: 16 x 16 blocks, one bit each
@@ -71,6 +72,10 @@ class TileHashes:
     grey_std: np.ndarray   # (n,) float32
     sources: tuple = ()    # the shard tables read, in row order (flat_signatures reads them again)
     flat_sig: np.ndarray | None = None  # (n, 1024) int8, for a table built in memory; else read on demand
+
+    def contentless(self) -> np.ndarray:
+        """(images,) bool: every tile of the image solid (no-data, blank sea), nothing to compare."""
+        return np.bincount(self.image[self.solid], minlength=len(self.image_ids)) == N_TILES
 
     def flat_signatures(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), 1024) int8 flat_sig of these rows (sorted), from the shard tables unless held here."""
