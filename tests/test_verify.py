@@ -18,7 +18,7 @@ from tiledup.tiles.decode import cut_tiles, read_chip
 from tiledup.model.dupnet import load_dupnet, predict
 from tiledup.report.mosaics import stitch
 from tiledup.dup_truth import read_truth
-from tiledup.discovery.verify import OVERLAP_SCHEMA, verify, write_truth
+from tiledup.discovery.verify import OVERLAP_SCHEMA, chunks, verify, write_truth
 from tiledup.discovery.exports import write_exports
 from tiledup.run.errors import TiledupError
 
@@ -143,6 +143,38 @@ def test_worker_processes_give_the_same_outputs(run, tmp_path, caplog, monkeypat
                **options("verify", device="cpu", batch_size=16, chunk=3))
     assert re.search(r"by 2 process\(es\)", caplog.messages[-1])
     assert pq.read_table(tmp_path / "overlaps.parquet").equals(pq.read_table(out["overlaps_path"]))
+    assert (tmp_path / "found.txt").read_text() == (root / "found.txt").read_text()
+
+
+def test_only_placing_overlaps_order_the_chips():
+    """Two scenes, chips 0-9 and 10-19 each overlapping their next two, and lone matches joining
+    the scenes at random: ordered by the placing overlaps, the first scene's overlaps fill chunks of
+    their own; ordered by every overlap, the chance matches mix the scenes into one chunk."""
+    rng = np.random.default_rng(0)
+    chain = [(k, k + 1) for k in range(9)] + [(k, k + 2) for k in range(8)]  # 17 overlaps a scene
+    pairs = chain + [(a + 10, b + 10) for a, b in chain] + [(int(rng.integers(0, 10)), int(rng.integers(10, 20)))
+                                                           for _ in range(30)]
+    img1, img2 = (np.array(x) for x in zip(*pairs))
+    placing = np.arange(len(pairs)) < 2 * len(chain)
+
+    def scenes(chunk_of):  # the scenes of the placing overlaps in each chunk
+        return [set((img1[placing & (chunk_of == k)] >= 10).tolist()) for k in range(chunk_of.max() + 1)]
+
+    assert all(len(s) <= 1 for s in scenes(chunks(img1, img2, 17, placing)))
+    assert any(len(s) == 2 for s in scenes(chunks(img1, img2, 17)))
+    assert np.bincount(chunks(img1, img2, 17, placing)).max() <= 17
+
+
+def test_the_chip_order_does_not_change_the_decisions(run, tmp_path):
+    """place_votes (only the overlaps that place their chips order the chunks) changes which overlaps
+    share a DupNet batch, not what is decided; scores agree to float rounding."""
+    root, paths, out, _, _ = run
+    verify(out["candidates_path"], paths["images_dir"], paths["model_path"], paths["tiles_paths"],
+           tmp_path / "overlaps.parquet", tmp_path / "found.txt", workers=1, evidence=options("evidence"),
+           place_votes=options("candidates")["place_votes"], **options("verify", device="cpu", batch_size=16, chunk=3))
+    a, b = (pq.read_table(p).to_pandas() for p in (tmp_path / "overlaps.parquet", out["overlaps_path"]))
+    assert a.is_dup.equals(b.is_dup) and a.certain.equals(b.certain)
+    assert np.allclose(a.score.fillna(-1), b.score.fillna(-1), atol=1e-6)
     assert (tmp_path / "found.txt").read_text() == (root / "found.txt").read_text()
 
 

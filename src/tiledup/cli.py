@@ -185,7 +185,7 @@ def cmd_verify(a, opts):
 
     _call(verify, "verify", opts, candidates_path=a.candidates, images_dir=a.images, model_path=a.model,
           tiles_paths=a.tiles, overlaps_path=a.out, truth_path=a.truth, evidence=_evidence(a.evidence),
-          workers=a.workers)
+          workers=a.workers, place_votes=a.place_votes)
 
 
 def cmd_groups(a, opts):
@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", required=True, help="dup_truth file of the decisions to write")
     s.add_argument("--evidence", default="{}", help=EVIDENCE_HELP)
     s.add_argument("--workers", type=int, default=2, help="processes scoring on the CPU (one on a GPU)")
+    s.add_argument("--place-votes", type=int, default=None,
+                   help="candidates.place_votes: only overlaps that place their chips order the work "
+                        "(fewer chips decoded again; default: every overlap)")
 
     s = command("groups", cmd_groups, "join duplicates into groups with mosaic positions; write a leak-free split",
                 "Join chips into groups on the lattice by the weight of the evidence (duplicate overlaps "

@@ -28,6 +28,7 @@ rule verify:
         images=IMAGES,
         options=options("verify"),
         evidence=options("evidence"),
+        place_votes=config["candidates"]["place_votes"],
     threads: 2
     resources:
         gpu=1,
@@ -41,7 +42,7 @@ rule verify:
         "tiledup verify --candidates {input.candidates} --images {params.images:q}"
         " --model {input.model} --tiles {input.tiles} --out {output.overlaps}"
         " --truth {output.truth} --evidence {params.evidence:q}"
-        " --workers {threads} --options {params.options:q} > {log} 2>&1"
+        " --workers {threads} --place-votes {params.place_votes} --options {params.options:q} > {log} 2>&1"
 
 
 rule groups:

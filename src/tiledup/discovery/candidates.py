@@ -367,6 +367,13 @@ def find_candidates(tiles_paths, out_path, **options) -> pa.Table:
     return table
 
 
+def placing_overlaps(votes: np.ndarray, how: np.ndarray, exact_votes: np.ndarray, place_votes: int) -> np.ndarray:
+    """Which candidate overlaps place their chips on one lattice, read off the candidates table:
+    place_votes tile matches or more, implied by the lattice, or equal pixel digests. A lone tile
+    match may be a look-alike anywhere (the groups' same place; verify's chip order)."""
+    return (np.asarray(votes) >= place_votes) | (np.asarray(how) == "implied") | (np.asarray(exact_votes) > 0)
+
+
 def candidates_table(found: pd.DataFrame, image_ids: np.ndarray) -> pa.Table:
     """Index-based overlaps -> the candidates table (image ids, tags), sorted by img1, img2, tag."""
     best = found.best_distance.to_numpy(np.int16)

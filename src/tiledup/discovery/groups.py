@@ -69,6 +69,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tiledup.tiles.table import read_tile_hashes
+from tiledup.discovery.candidates import placing_overlaps
 from tiledup.discovery.lattice import Lattice
 from tiledup.dup_truth import read_truth
 from tiledup.grid import N_TILES, tag_offset
@@ -387,8 +388,7 @@ def read_verdicts(path, image_ids) -> pd.DataFrame | None:
 def placed(candidates: pd.DataFrame, place_votes: int) -> pd.DataFrame:
     """Candidate overlaps that place their chips on one lattice: place_votes tile matches or more, implied
     by the lattice, or equal pixel digests (tiledup.discovery.candidates' placing rule, read off its table)."""
-    return candidates[(candidates.votes >= place_votes) | (candidates.how == "implied")
-                      | (candidates.exact_votes > 0)]
+    return candidates[placing_overlaps(candidates.votes, candidates.how, candidates.exact_votes, place_votes)]
 
 
 def groups_rule(overlaps_path, tiles_paths, groups_path, split_path, conflicts_path, leaks_path,
