@@ -55,12 +55,11 @@ def children_cpu():
 start, cpu, cpu_children = time.perf_counter(), time.process_time(), children_cpu()
 from tiledup.discovery.verify import verify
 workers = {{"workers": {workers}}} if "workers" in inspect.signature(verify).parameters else {{}}
-if "place_votes" in inspect.signature(verify).parameters:  # the workflow passes candidates.place_votes
-    from tiledup.run.config import defaults as configured
-    workers["place_votes"] = configured()["candidates"]["place_votes"]
 try:  # the configured options (config/config.yaml); commits before it stated them as defaults
     from tiledup.run.config import defaults
     options = {{**defaults()["verify"], "evidence": defaults()["evidence"]}}
+    if "place_votes" in inspect.signature(verify).parameters:  # the workflow passes candidates.place_votes
+        options["place_votes"] = defaults()["candidates"]["place_votes"]
 except ImportError:
     options = {{}}
 if {profile}:
